@@ -1,0 +1,61 @@
+"""Architectures, the checkpoint format, and the shipped (zoo) checkpoints.
+
+A checkpoint is a plain dict, loadable with ``torch.load(path, weights_only=True)``::
+
+    {"format_version": 1, "architecture": "spikformer", "config": {...plain values...},
+     "state_dict": {name: tensor}, "training": {seed, epochs, lr, test_accuracy, command, ...}}
+"""
+from __future__ import annotations
+
+import importlib.resources
+import pathlib
+from typing import Any
+
+from torch import nn
+
+from .spikformer import Spikformer, SpikformerConfig
+
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
+    "spikformer": (Spikformer, SpikformerConfig),
+}
+
+CHECKPOINT_FORMAT_VERSION = 1
+
+# Shipped checkpoints, relative to the models/ folder (the ``neurocompile.zoo`` package).
+ZOO: dict[str, str] = {
+    "spikformer_digits": "checkpoints/spikformer_digits.pt",
+}
+
+
+def _lookup(architecture: str) -> tuple[type[nn.Module], type]:
+    try:
+        return ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}; known architectures: "
+                         f"{sorted(ARCHITECTURES)}") from None
+
+
+def build_model(architecture: str, config: dict[str, Any]) -> nn.Module:
+    """Instantiate ``architecture`` from a plain config dict (as stored in a checkpoint)."""
+    model_cls, config_cls = _lookup(architecture)
+    return model_cls(config_cls.from_dict(config))
+
+
+def make_checkpoint(model: nn.Module, architecture: str, training: dict[str, Any]) -> dict:
+    """The checkpoint dict for ``model`` (format ``CHECKPOINT_FORMAT_VERSION``)."""
+    _lookup(architecture)
+    return {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "architecture": architecture,
+        "config": model.config.to_dict(),
+        "state_dict": model.state_dict(),
+        "training": dict(training),
+    }
+
+
+def zoo_path(name: str) -> pathlib.Path:
+    """Filesystem path of the shipped checkpoint ``name`` (one of ``ZOO``)."""
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo checkpoint {name!r}; available: {sorted(ZOO)}")
+    resource = importlib.resources.files("neurocompile.zoo").joinpath(ZOO[name])
+    return pathlib.Path(str(resource))

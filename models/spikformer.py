@@ -1,0 +1,257 @@
+"""Spikformer (Zhou et al., ICLR 2023): a spiking vision transformer with spiking self-attention.
+
+Structure follows the public reference implementation (SPS tokenizer, SSA without softmax,
+spiking MLP, mean-pooled linear head). Every tensor inside the network is time-major:
+(T, B, ...). Images are direct-encoded: the same real-valued image ``x * input_scale`` is fed at
+each of the T steps, so the first convolution sees analogue values and every later layer sees
+spikes (or sums of spikes, on the residual path).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .neurons import MultiStepLIF
+
+_POSITIVE_INTS = ("img_size", "in_channels", "num_classes", "dim", "heads", "depth",
+                  "mlp_ratio", "T", "sps_stages")
+_POSITIVE_FLOATS = ("input_scale", "attn_scale", "attn_threshold", "tau")
+
+
+@dataclass
+class SpikformerConfig:
+    """Hyper-parameters of a :class:`Spikformer`.
+
+    ``sps_stages`` conv stages double the channels up to ``dim``; the last ``sps_pools`` of them
+    halve the image with a max-pool, giving ``N = (img_size / 2**sps_pools)**2`` tokens.
+    """
+
+    img_size: int = 8
+    in_channels: int = 1
+    num_classes: int = 10
+    dim: int = 64
+    heads: int = 4
+    depth: int = 1
+    mlp_ratio: int = 4
+    T: int = 4
+    sps_stages: int = 2
+    sps_pools: int = 1
+    input_scale: float = 1 / 16
+    attn_scale: float = 0.125
+    attn_threshold: float = 0.5
+    tau: float = 2.0
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._check_shapes()
+
+    def _check_types(self) -> None:
+        for name in _POSITIVE_INTS + ("sps_pools",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an int, got {value!r}")
+        for name in _POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+        if self.sps_pools < 0:
+            raise ValueError(f"sps_pools must be >= 0, got {self.sps_pools}")
+        for name in _POSITIVE_FLOATS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            setattr(self, name, float(value))
+        if self.tau < 1.0:
+            raise ValueError(f"tau must be >= 1 (decay 1/tau in (0, 1]), got {self.tau}")
+
+    def _check_shapes(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads}); "
+                             f"change dim to a multiple of {self.heads} or pick heads dividing "
+                             f"{self.dim}")
+        widen = 2 ** (self.sps_stages - 1)
+        if self.dim % widen:
+            raise ValueError(f"dim ({self.dim}) must be divisible by 2**(sps_stages-1) = {widen} "
+                             f"so the SPS stages can double channels up to dim; change dim to a "
+                             f"multiple of {widen} or lower sps_stages")
+        if self.sps_pools > self.sps_stages:
+            raise ValueError(f"sps_pools ({self.sps_pools}) must be <= sps_stages "
+                             f"({self.sps_stages}): each pool belongs to one SPS stage")
+        shrink = 2 ** self.sps_pools
+        if self.img_size % shrink:
+            raise ValueError(f"img_size ({self.img_size}) must be divisible by 2**sps_pools = "
+                             f"{shrink}; lower sps_pools or use an img_size multiple of {shrink}")
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per image: ``(img_size / 2**sps_pools) ** 2``."""
+        return (self.img_size // 2 ** self.sps_pools) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``{field: int | float}`` dict (safe for ``torch.load(weights_only=True)``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SpikformerConfig":
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SpikformerConfig keys {unknown}; known keys: "
+                             f"{sorted(known)}")
+        return cls(**d)
+
+
+def _time_distributed(fn: Callable[[torch.Tensor], torch.Tensor],
+                      x: torch.Tensor) -> torch.Tensor:
+    """Apply a per-sample ``fn`` to (T, B, ...) by folding T into the batch: (T*B, ...)."""
+    y = fn(x.flatten(0, 1))
+    return y.reshape(x.shape[0], x.shape[1], *y.shape[1:])
+
+
+def _linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """``BN(x W^T + b)`` on tokens (T, B, N, C): BN1d normalises channels over (T*B, C, N)."""
+    t, b = x.shape[:2]
+    y = linear(x.flatten(0, 1))                       # (T*B, N, C')
+    y = bn(y.transpose(1, 2)).transpose(1, 2)         # BN over channel C'
+    return y.reshape(t, b, *y.shape[1:])
+
+
+class SPSStage(nn.Module):
+    """One SPS stage: ``S = LIF(BN(Conv3x3(x)))``, then optionally ``MaxPool3x3/2(S)``."""
+
+    def __init__(self, in_ch: int, out_ch: int, pool: bool, tau: float):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_ch)
+        self.lif = MultiStepLIF(tau)
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if pool else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, B, C_in, H, W) -> spikes (T, B, C_out, H', W'), H' = H/2 when pooled."""
+        s = self.lif(_time_distributed(lambda y: self.bn(self.conv(y)), x))
+        return s if self.pool is None else _time_distributed(self.pool, s)
+
+
+class SPS(nn.Module):
+    """Spiking patch splitting: conv stages, then a spiking relative position embedding.
+
+    ``x = RPE_LIF(RPE_BN(RPE_Conv(x))) + x``; tokens ``(T, B, N, C)`` with the N = H'*W'
+    positions in row-major order.
+    """
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        widths = [cfg.dim // 2 ** (cfg.sps_stages - 1 - i) for i in range(cfg.sps_stages)]
+        ins = [cfg.in_channels] + widths[:-1]
+        first_pool = cfg.sps_stages - cfg.sps_pools
+        self.stages = nn.ModuleList(
+            SPSStage(i, o, pool=k >= first_pool, tau=cfg.tau)
+            for k, (i, o) in enumerate(zip(ins, widths)))
+        self.rpe_conv = nn.Conv2d(cfg.dim, cfg.dim, kernel_size=3, padding=1, bias=False)
+        self.rpe_bn = nn.BatchNorm2d(cfg.dim)
+        self.rpe_lif = MultiStepLIF(cfg.tau)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, B, C_in, H, W) real -> tokens (T, B, N, dim)."""
+        for stage in self.stages:
+            x = stage(x)
+        x = self.rpe_lif(_time_distributed(lambda y: self.rpe_bn(self.rpe_conv(y)), x)) + x
+        return x.flatten(-2).transpose(-1, -2)
+
+
+class SSA(nn.Module):
+    """Spiking self-attention (no softmax).
+
+    ``Q, K, V = LIF(BN(Linear(x)))``, split into ``heads`` of width d;
+    ``A = (Q K^T) V * scale``; ``out = LIF_proj(BN(Linear(LIF_attn(A))))`` where ``LIF_attn``
+    fires at ``attn_threshold``.
+    """
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.heads = cfg.heads
+        self.scale = cfg.attn_scale
+        for name in ("q", "k", "v", "proj"):
+            setattr(self, f"{name}_linear", nn.Linear(dim, dim))
+            setattr(self, f"{name}_bn", nn.BatchNorm1d(dim))
+            setattr(self, f"{name}_lif", MultiStepLIF(cfg.tau))
+        self.attn_lif = MultiStepLIF(cfg.tau, v_threshold=cfg.attn_threshold)
+
+    def _spikes(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        lin, bn, lif = (getattr(self, f"{name}_{part}") for part in ("linear", "bn", "lif"))
+        return lif(_linear_bn(lin, bn, x))
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, B, N, C) -> (T, B, h, N, C/h)."""
+        t, b, n, c = x.shape
+        return x.reshape(t, b, n, self.heads, c // self.heads).transpose(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, B, N, C) -> spikes (T, B, N, C)."""
+        q, k, v = (self._split_heads(self._spikes(n, x)) for n in ("q", "k", "v"))
+        a = (q @ k.transpose(-2, -1)) @ v * self.scale      # (T, B, h, N, d)
+        a = a.transpose(2, 3).flatten(-2)                    # (T, B, N, C)
+        return self._spikes("proj", self.attn_lif(a))
+
+
+class MLP(nn.Module):
+    """``LIF(BN(Linear_2(LIF(BN(Linear_1(x))))))`` with hidden width ``mlp_ratio * dim``."""
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        hidden = cfg.mlp_ratio * cfg.dim
+        self.fc1_linear = nn.Linear(cfg.dim, hidden)
+        self.fc1_bn = nn.BatchNorm1d(hidden)
+        self.fc1_lif = MultiStepLIF(cfg.tau)
+        self.fc2_linear = nn.Linear(hidden, cfg.dim)
+        self.fc2_bn = nn.BatchNorm1d(cfg.dim)
+        self.fc2_lif = MultiStepLIF(cfg.tau)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, B, N, C) -> spikes (T, B, N, C)."""
+        h = self.fc1_lif(_linear_bn(self.fc1_linear, self.fc1_bn, x))
+        return self.fc2_lif(_linear_bn(self.fc2_linear, self.fc2_bn, h))
+
+
+class Block(nn.Module):
+    """Encoder block: ``x = x + SSA(x); x = x + MLP(x)``."""
+
+    def __init__(self, cfg: SpikformerConfig):
+        super().__init__()
+        self.attn = SSA(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class Spikformer(nn.Module):
+    """SPS tokenizer, ``depth`` encoder blocks, linear head on tokens averaged over N and T.
+
+    ``logits = head(mean_t mean_n blocks(SPS(repeat_T(images * input_scale))))``.
+    """
+
+    def __init__(self, config: SpikformerConfig | None = None):
+        super().__init__()
+        self.config = config if config is not None else SpikformerConfig()
+        self.sps = SPS(self.config)
+        self.blocks = nn.ModuleList(Block(self.config) for _ in range(self.config.depth))
+        self.head = nn.Linear(self.config.dim, self.config.num_classes)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Direct encoding: (B, C, H, W) -> (T, B, C, H, W) = the scaled image at every step."""
+        x = images.float() * self.config.input_scale
+        return x.unsqueeze(0).repeat(self.config.T, *([1] * x.dim()))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw images (B, C, H, W), e.g. integers 0..16 -> logits (B, num_classes)."""
+        x = self.sps(self.encode(images))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.mean(2).mean(0))

@@ -1,0 +1,1 @@
+"""Backends: the reference interpreters (the semantics) and the targets lowered to."""

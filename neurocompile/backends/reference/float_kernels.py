@@ -1,0 +1,60 @@
+"""Float64 kernels for the float graph (the frontend's and the passes' semantics)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import ir
+from . import common
+
+
+def input_(op: ir.Input, xs, state, t):
+    return xs[0] * op.scale
+
+
+def conv2d(op: ir.Conv2d, xs, state, t):
+    return common.conv2d(xs[0], op.weight, op.stride, op.padding, op.groups) \
+        + op.bias[:, None, None]
+
+
+def linear(op: ir.Linear, xs, state, t):
+    return xs[0] @ op.weight.T + op.bias
+
+
+def batch_norm(op: ir.BatchNorm, xs, state, t):
+    scale, shift = op.scale_shift()
+    shape = [1] * xs[0].ndim
+    shape[op.channel_axis + 1 if op.channel_axis >= 0 else op.channel_axis] = -1  # batch axis
+    return xs[0] * scale.reshape(shape) + shift.reshape(shape)
+
+
+def lif(op: ir.LIF, xs, state, t):
+    x = sum(xs[1:], xs[0])
+    v = state.get("v", 0.0)
+    h = v + (x - v) / op.tau
+    spikes = (h >= op.v_threshold).astype(np.float64)
+    state["v"] = h * (1.0 - spikes)
+    return spikes
+
+
+def leaky_neuron(op: ir.LeakyNeuron, xs, state, t):
+    x = sum(xs[1:], xs[0])
+    v = op.leak * state.get("v", 0.0) + op.gain * x
+    spikes = (v >= op.threshold).astype(np.float64)
+    state["v"] = v * (1.0 - spikes)
+    return spikes
+
+
+def ssa(op: ir.SSA, xs, state, t):
+    q, k, v = xs
+    b, n, c = q.shape
+    d = c // op.heads
+    split = lambda a: a.reshape(b, n, op.heads, d).transpose(0, 2, 1, 3)  # noqa: E731
+    y = (split(q) @ split(k).transpose(0, 1, 3, 2)) @ split(v) * op.scale
+    return y.transpose(0, 2, 1, 3).reshape(b, n, c)
+
+
+KERNELS = {
+    ir.Input: input_, ir.Conv2d: conv2d, ir.Linear: linear, ir.BatchNorm: batch_norm,
+    ir.LIF: lif, ir.LeakyNeuron: leaky_neuron, ir.SSA: ssa, ir.Add: common.add, ir.Tokens: common.tokens,
+    ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
+}

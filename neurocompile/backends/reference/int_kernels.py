@@ -1,0 +1,45 @@
+"""Integer kernels: the golden semantics of a quantized graph (Loihi 2 arithmetic)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import fixedpoint, ir
+from . import common
+
+
+def _exact(values: np.ndarray) -> np.ndarray:
+    return np.rint(values).astype(np.int64)
+
+
+def input_(op: ir.Input, xs, state, t):
+    return xs[0]
+
+
+def int_conv2d(op: ir.IntConv2d, xs, state, t):
+    acc = _exact(common.conv2d(xs[0], op.weight, op.stride, op.padding, op.groups))
+    return fixedpoint.shift_accumulated(acc, op.weight_exp)
+
+
+def int_linear(op: ir.IntLinear, xs, state, t):
+    acc = _exact(xs[0].astype(np.float64) @ op.weight.T.astype(np.float64))
+    return fixedpoint.shift_accumulated(acc, op.weight_exp)
+
+
+def loihi_lif(op: ir.LoihiLIF, xs, state, t):
+    a_in = sum(xs[1:], xs[0])
+    u = state.get("u", np.zeros_like(a_in))
+    v = state.get("v", np.zeros_like(a_in))
+    state["u"], state["v"], spikes = fixedpoint.lif_step(u, v, a_in, du=op.du, dv=op.dv,
+                                                         bias=op.bias, vth=op.vth)
+    return spikes
+
+
+def int_ssa(op: ir.IntSSA, xs, state, t):
+    return fixedpoint.ssa_product(*xs, heads=op.heads) << op.shift
+
+
+KERNELS = {
+    ir.Input: input_, ir.IntConv2d: int_conv2d, ir.IntLinear: int_linear,
+    ir.LoihiLIF: loihi_lif, ir.IntSSA: int_ssa, ir.Add: common.add, ir.Tokens: common.tokens,
+    ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
+}

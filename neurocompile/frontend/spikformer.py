@@ -1,0 +1,111 @@
+"""Convert a zoo Spikformer into the float IR graph.
+
+The converter walks the module tree with a table from module type to converter, so every
+parameter of the model lands in exactly one IR node, named after the module it came from
+(``blocks.0.attn.q_linear``), and an unknown submodule is refused by name.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import ir
+from ..errors import UnsupportedModelError
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _conv(g: ir.Graph, name: str, m: nn.Conv2d, src: str) -> str:
+    if m.kernel_size[0] != m.kernel_size[1] or m.stride[0] != m.stride[1] \
+            or m.padding[0] != m.padding[1] or m.dilation != (1, 1) or m.padding_mode != "zeros":
+        raise UnsupportedModelError(f"{name}: only square, undilated, zero-padded Conv2d is "
+                                    f"supported (got {m})")
+    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
+    return g.add(name, ir.Conv2d(_np(m.weight), bias, m.stride[0], m.padding[0], m.groups), [src])
+
+
+def _linear(g: ir.Graph, name: str, m: nn.Linear, src: str) -> str:
+    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_features)
+    return g.add(name, ir.Linear(_np(m.weight), bias), [src])
+
+
+def _batch_norm(g: ir.Graph, name: str, m: nn.modules.batchnorm._BatchNorm, src: str,
+                channel_axis: int) -> str:
+    gamma = _np(m.weight) if m.affine else np.ones(m.num_features)
+    beta = _np(m.bias) if m.affine else np.zeros(m.num_features)
+    return g.add(name, ir.BatchNorm(_np(m.running_mean), _np(m.running_var), gamma, beta,
+                                    float(m.eps), channel_axis), [src])
+
+
+def _lif(g: ir.Graph, name: str, m, src: str) -> str:
+    return g.add(name, ir.LIF(float(m.tau), float(m.v_threshold)), [src])
+
+
+def _synapse_bn_lif(g, prefix: str, module, part: str, src: str, axis: int) -> str:
+    """``{part}_linear|conv -> {part}_bn -> {part}_lif`` (Spikformer's naming)."""
+    syn_name = f"{part}_linear" if hasattr(module, f"{part}_linear") else f"{part}_conv"
+    syn = getattr(module, syn_name)
+    x = (_linear if isinstance(syn, nn.Linear) else _conv)(g, f"{prefix}.{syn_name}", syn, src)
+    x = _batch_norm(g, f"{prefix}.{part}_bn", getattr(module, f"{part}_bn"), x, axis)
+    return _lif(g, f"{prefix}.{part}_lif", getattr(module, f"{part}_lif"), x)
+
+
+def _check_supported(model: nn.Module) -> None:
+    from ..zoo.neurons import MultiStepLIF
+    from ..zoo.spikformer import MLP, SPS, SSA, Block, SPSStage, Spikformer
+
+    supported = (Spikformer, SPS, SPSStage, SSA, MLP, Block, MultiStepLIF, nn.Conv2d, nn.Linear,
+                 nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.ModuleList)
+    for name, module in model.named_modules():
+        if not isinstance(module, supported):
+            raise UnsupportedModelError(
+                f"module {name!r} ({type(module).__name__}) is not supported; supported: "
+                f"{', '.join(sorted(t.__name__ for t in supported))}")
+
+
+def _sps(g: ir.Graph, sps, src: str) -> str:
+    x = src
+    for i, stage in enumerate(sps.stages):
+        prefix = f"sps.stages.{i}"
+        x = _conv(g, f"{prefix}.conv", stage.conv, x)
+        x = _batch_norm(g, f"{prefix}.bn", stage.bn, x, 0)
+        x = _lif(g, f"{prefix}.lif", stage.lif, x)
+        if stage.pool is not None:
+            p = stage.pool
+            x = g.add(f"{prefix}.pool", ir.SpikeMaxPool(int(p.kernel_size), int(p.stride),
+                                                       int(p.padding)), [x])
+    rpe = _synapse_bn_lif(g, "sps", sps, "rpe", x, 0)
+    x = g.add("sps.residual", ir.Add(), [rpe, x])
+    return g.add("sps.tokens", ir.Tokens(), [x])
+
+
+def _block(g: ir.Graph, i: int, block, x: str) -> str:
+    prefix = f"blocks.{i}"
+    attn = block.attn
+    qkv = [_synapse_bn_lif(g, f"{prefix}.attn", attn, part, x, -1) for part in "qkv"]
+    a = g.add(f"{prefix}.attn.ssa", ir.SSA(int(attn.heads), float(attn.scale)), qkv)
+    a = _lif(g, f"{prefix}.attn.attn_lif", attn.attn_lif, a)
+    a = _synapse_bn_lif(g, f"{prefix}.attn", attn, "proj", a, -1)
+    x = g.add(f"{prefix}.attn_residual", ir.Add(), [x, a])
+    h = _synapse_bn_lif(g, f"{prefix}.mlp", block.mlp, "fc1", x, -1)
+    h = _synapse_bn_lif(g, f"{prefix}.mlp", block.mlp, "fc2", h, -1)
+    return g.add(f"{prefix}.mlp_residual", ir.Add(), [x, h])
+
+
+def convert_spikformer(model: nn.Module) -> ir.Graph:
+    """Float IR graph of a zoo ``Spikformer`` (in eval mode: BatchNorm uses running stats)."""
+    _check_supported(model)
+    cfg = model.config
+    g = ir.Graph()
+    x = g.add("input", ir.Input((cfg.in_channels, cfg.img_size, cfg.img_size), cfg.input_scale,
+                                max_value=int(round(1 / cfg.input_scale))))
+    x = _sps(g, model.sps, x)
+    for i, block in enumerate(model.blocks):
+        x = _block(g, i, block, x)
+    g.output = g.add("head", ir.Readout(_np(model.head.weight), _np(model.head.bias)), [x])
+    g.meta = {"architecture": "spikformer", "config": cfg.to_dict(), "steps": cfg.T}
+    g.validate()
+    return g

@@ -1,0 +1,10 @@
+"""The neurocompile IR: a graph of small primitives (one dataclass each)."""
+from .attention import SSA, IntSSA
+from .graph import Graph, Node
+from .neurons import LIF, LeakyNeuron, LoihiLIF
+from .ops import Op
+from .structure import Add, Input, Readout, SpikeMaxPool, Tokens
+from .synapses import BatchNorm, Conv2d, IntConv2d, IntLinear, Linear
+
+__all__ = ["Graph", "Node", "Op", "Input", "Add", "Tokens", "SpikeMaxPool", "Readout", "Conv2d",
+           "Linear", "BatchNorm", "IntConv2d", "IntLinear", "LIF", "LeakyNeuron", "LoihiLIF", "SSA", "IntSSA"]

@@ -1,0 +1,112 @@
+"""Structural primitives: the input, residual sums, tokenisation, spike max-pooling, readout."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ops import Op, as_float_array
+
+
+@dataclass(eq=False)
+class Input(Op):
+    """The network input: an integer image x (C, H, W) presented unchanged at every time step.
+
+    Its real value is ``scale * x`` (digits pixels are 0..16 with scale 1/16); ``max_value`` bounds
+    x for the overflow analysis.
+    """
+
+    shape: tuple[int, ...]
+    scale: float
+    max_value: int
+    arity = 0
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if not self.shape or min(self.shape) < 1:
+            raise ValueError(f"Input: shape {self.shape} must be non-empty and positive")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"Input: scale {self.scale} must be a positive number")
+        if int(self.max_value) < 1:
+            raise ValueError("Input: max_value must be a positive integer")
+
+    def output_shape(self, input_shapes):
+        return self.shape
+
+
+@dataclass(eq=False)
+class Add(Op):
+    """Element-wise sum of all inputs: ``y = x_1 + ... + x_k`` (spikes added to spikes)."""
+
+    arity = None
+
+    def output_shape(self, input_shapes):
+        if len(input_shapes) < 2:
+            raise ValueError("Add needs at least two inputs")
+        if len(set(input_shapes)) != 1:
+            raise ValueError(f"Add inputs have different shapes {input_shapes}")
+        return input_shapes[0]
+
+
+@dataclass(eq=False)
+class Tokens(Op):
+    """Image to tokens: (C, H, W) -> (N, C) with N = H*W in row-major order.
+
+    ``y[h*W + w, c] = x[c, h, w]`` (``x.flatten(-2).transpose(-1, -2)`` in PyTorch).
+    """
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if len(shape) != 3:
+            raise ValueError(f"Tokens expects (C, H, W), got {shape}")
+        c, h, w = shape
+        return (h * w, c)
+
+
+@dataclass(eq=False)
+class SpikeMaxPool(Op):
+    """Max-pooling of binary spikes, i.e. a logical OR over each window (zero padding).
+
+    ``y[c, i, j] = max over the window of x[c, i*s - p + a, j*s - p + b]``; exact in integers.
+    """
+
+    kernel: int
+    stride: int
+    padding: int
+    spiking = True
+
+    def __post_init__(self):
+        if self.kernel < 1 or self.stride < 1 or self.padding < 0 or self.padding * 2 > self.kernel:
+            raise ValueError(f"SpikeMaxPool: invalid kernel/stride/padding "
+                             f"{self.kernel}/{self.stride}/{self.padding}")
+
+    def output_shape(self, input_shapes):
+        c, h, w = input_shapes[0]
+        size = lambda n: (n + 2 * self.padding - self.kernel) // self.stride + 1  # noqa: E731
+        return (c, size(h), size(w))
+
+
+@dataclass(eq=False)
+class Readout(Op):
+    """Classifier on the host: ``logits = W @ mean_{t,n} x[t, n, :] + b`` over tokens and time.
+
+    Computed in float64 from the exact integer spike counts, so every backend that produces the
+    same spikes produces the same logits.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+    def __post_init__(self):
+        self.weight = as_float_array("weight", self.weight, "Readout")
+        self.bias = as_float_array("bias", self.bias, "Readout")
+        if self.weight.ndim != 2 or self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"Readout: weight {self.weight.shape} / bias {self.bias.shape} "
+                             "must be (classes, C) / (classes,)")
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if shape[-1] != self.weight.shape[1]:
+            raise ValueError(f"Readout: input has {shape[-1]} channels, weight expects "
+                             f"{self.weight.shape[1]}")
+        return (self.weight.shape[0],)

@@ -1,0 +1,147 @@
+"""Synaptic primitives: convolution, token-wise linear, batch normalisation.
+
+Float forms come from the frontend; integer forms (``Int*``) come out of quantization and carry
+Loihi 2 weights (8-bit mantissas; mixed-sign layers hold only even values, see fixedpoint).
+Integer synapses produce the neuron input ``a_in`` in Loihi units; they have no bias (biases move
+into the neuron that follows).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ops import Op, as_float_array, as_int_array
+
+
+def _conv_out(n: int, kernel: int, stride: int, padding: int) -> int:
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+class _ConvShape:
+    weight: np.ndarray
+    stride: int
+    padding: int
+    groups: int
+
+    def _check(self, owner: str):
+        if self.weight.ndim != 4:
+            raise ValueError(f"{owner}: weight must be (out, in/groups, kh, kw), got "
+                             f"{self.weight.shape}")
+        if self.stride < 1 or self.padding < 0 or self.groups < 1:
+            raise ValueError(f"{owner}: stride, padding, groups must be >= 1, >= 0, >= 1")
+        if self.weight.shape[0] % self.groups:
+            raise ValueError(f"{owner}: {self.weight.shape[0]} output channels are not "
+                             f"divisible by groups={self.groups}")
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if len(shape) != 3:
+            raise ValueError(f"convolution expects (C, H, W), got {shape}")
+        c, h, w = shape
+        out, per_group, kh, kw = self.weight.shape
+        if c != per_group * self.groups:
+            raise ValueError(f"input has {c} channels, weight expects {per_group * self.groups}")
+        return (out, _conv_out(h, kh, self.stride, self.padding),
+                _conv_out(w, kw, self.stride, self.padding))
+
+
+class _LinearShape:
+    weight: np.ndarray
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if shape[-1] != self.weight.shape[1]:
+            raise ValueError(f"input has {shape[-1]} features, weight expects "
+                             f"{self.weight.shape[1]}")
+        return shape[:-1] + (self.weight.shape[0],)
+
+
+@dataclass(eq=False)
+class Conv2d(_ConvShape, Op):
+    """2-D cross-correlation (PyTorch's conv2d): ``y = W * x + b`` on (C, H, W)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+
+    def __post_init__(self):
+        self.weight = as_float_array("weight", self.weight, "Conv2d")
+        self.bias = as_float_array("bias", self.bias, "Conv2d")
+        self._check("Conv2d")
+        if self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"Conv2d: bias shape {self.bias.shape} != ({self.weight.shape[0]},)")
+
+
+@dataclass(eq=False)
+class Linear(_LinearShape, Op):
+    """Token-wise affine map on the last axis: ``y[n] = W @ x[n] + b`` for every token n."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+    def __post_init__(self):
+        self.weight = as_float_array("weight", self.weight, "Linear")
+        self.bias = as_float_array("bias", self.bias, "Linear")
+        if self.weight.ndim != 2 or self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"Linear: weight {self.weight.shape} / bias {self.bias.shape} must "
+                             "be (out, in) / (out,)")
+
+
+@dataclass(eq=False)
+class BatchNorm(Op):
+    """Inference batch normalisation on one channel axis:
+    ``y = (x - mean) / sqrt(var + eps) * gamma + beta``. Folded away before quantization."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    eps: float
+    channel_axis: int  # 0 for (C, H, W), -1 for tokens (N, C)
+
+    def __post_init__(self):
+        for name in ("mean", "var", "gamma", "beta"):
+            setattr(self, name, as_float_array(name, getattr(self, name), "BatchNorm"))
+        if np.any(self.var < 0):
+            raise ValueError("BatchNorm: running variance must be non-negative")
+
+    def scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        scale = self.gamma / np.sqrt(self.var + self.eps)
+        return scale, self.beta - self.mean * scale
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if shape[self.channel_axis] != self.mean.shape[0]:
+            raise ValueError(f"BatchNorm over {self.mean.shape[0]} channels, input {shape}")
+        return shape
+
+
+@dataclass(eq=False)
+class IntConv2d(_ConvShape, Op):
+    """Integer convolution: ``a_in = shift(W_q * x, weight_exp)`` (cross-correlation, exact)."""
+
+    weight: np.ndarray
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    weight_exp: int = 0
+
+    def __post_init__(self):
+        self.weight = as_int_array("weight", self.weight, "IntConv2d")
+        self._check("IntConv2d")
+
+
+@dataclass(eq=False)
+class IntLinear(_LinearShape, Op):
+    """Integer token-wise linear map: ``a_in[n] = shift(W_q @ x[n], weight_exp)``."""
+
+    weight: np.ndarray
+    weight_exp: int = 0
+
+    def __post_init__(self):
+        self.weight = as_int_array("weight", self.weight, "IntLinear")
+        if self.weight.ndim != 2:
+            raise ValueError(f"IntLinear: weight must be (out, in), got {self.weight.shape}")

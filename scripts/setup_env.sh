@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build (or refresh) the project's virtual environment in .venv. Idempotent: safe to run again.
+#
+# Why this is a script and not just `pip install .`:
+#  * torch must be the pinned CPU wheel (an unpinned torch pulls a multi-GB CUDA build);
+#  * lava-nc 0.10.0 / lava-dl 0.6.0 declare Python <3.11 and pin old torch; they are installed from
+#    their py3-none-any wheels with --no-deps, then patched so they import on Python 3.11.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=${VENV:-.venv}
+STAMP="$VENV/.neurocompile-setup"
+# Re-run only when the inputs change.
+want=$(cat scripts/setup_env.sh scripts/patch_lava.py pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip --disable-pip-version-check"
+$PIP install -q 'pip>=23' wheel
+$PIP install -q 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
+# lava-nc's own requirements (its metadata blocks Python 3.11, so they are listed here).
+$PIP install -q 'asteval>=0.9.31,<0.10' 'networkx<=2.8.7' 'scipy>=1.10,<2' 'scikit-learn>=1.5,<2' \
+  'h5py>=3.7,<4' 'numpy==1.26.*' 'torch==2.13.0'
+wheels="$VENV/lava-wheels"
+mkdir -p "$wheels"
+$PIP download -q --no-deps --python-version 3.10 --only-binary=:all: \
+  'lava-nc==0.10.0' 'lava-dl==0.6.0' -d "$wheels"
+$PIP install -q --no-deps --ignore-requires-python "$wheels"/lava_nc-0.10.0-py3-none-any.whl \
+  "$wheels"/lava_dl-0.6.0-py3-none-any.whl
+"$VENV/bin/python" scripts/patch_lava.py
+$PIP install -q -e '.[dev]' 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
+echo "$want" > "$STAMP"

@@ -1,0 +1,44 @@
+"""Shared fixtures: small random Spikformers, the shipped checkpoint, the digits split."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neurocompile.datasets import digits_split
+
+
+def random_spikformer(seed: int = 0, **config):
+    """A random Spikformer whose BatchNorms have non-trivial statistics (so folding matters)
+    and whose layers fire (so the tests see spikes)."""
+    from neurocompile.zoo.spikformer import Spikformer, SpikformerConfig
+
+    torch.manual_seed(seed)
+    model = Spikformer(SpikformerConfig(**config))
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+            module.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.05)
+            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=gen) * 0.6)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return digits_split()
+
+
+@pytest.fixture(scope="session")
+def test_images(digits) -> np.ndarray:
+    return digits.test_x
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """The shipped digits Spikformer, compiled for loihi2."""
+    from neurocompile.compiler import compile_checkpoint
+
+    return compile_checkpoint("spikformer_digits", "loihi2")
