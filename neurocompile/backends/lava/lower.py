@@ -1,0 +1,260 @@
+"""Lower an integer graph to Lava processes (Loihi 2 simulation, ``fixed_pt``).
+
+Mapping (stock Lava processes wherever the math allows):
+
+* ``IntConv2d`` -> ``Conv`` on Lava's (W, H, C) image layout;
+* ``IntLinear`` (token-wise) -> ``Conv`` whose kernel spans the feature axis: the input tokens
+  are viewed as (N, a, b) with a * b = C_in (a <= 127, Lava stores kernel sizes as int8) and the
+  kernel (C_out, 1, a, b) gives (N, 1, C_out). Memory grows with the parameters (no
+  block-diagonal N*C x N*C matrix), and Lava's Conv model runs C_out * b small 2-D convolutions
+  per step instead of C_out * C_in;
+* ``LoihiLIF`` -> ``LIFReset`` (reset every T steps, at the step each sample reaches the layer);
+* ``SpikeMaxPool`` -> a depthwise all-ones ``Conv`` into an OR neuron (``LIF``, vth 0, no memory);
+* ``IntSSA`` -> the custom ``SpikingSelfAttention`` process (the only non-stock process);
+* ``Add`` -> no process: every part of a residual sum connects to the consumer's input port, which
+  sums its connections; parts that arrive early are delayed with ``DelaySparse``;
+* ``Tokens`` -> nothing but a reshape of the ports: (W, H, C) -> (N, C, 1), so Lava's token order
+  is w-major (n = w*H + h) where PyTorch's is row-major. Attention is permutation-equivariant and
+  the readout averages, so results are unchanged; ``to_reference`` maps recordings back;
+* ``Input`` -> a ``RingBuffer`` source sending each image T times; ``Readout`` runs on the host.
+
+Timing: every synapse delays by one step, so the value of logical step t of sample s at a node of
+depth d appears at Lava step ``s*T + t + 1 + d``. Samples follow each other without gaps; the
+per-layer reset offset makes each layer start every sample from zero state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ... import ir
+from ...errors import GraphError
+from ...quantize.ranges import value_ranges
+from . import layout
+
+MAX_DELAY_PER_SYNAPSE = 64  # DelaySparse delays 0..63, plus its own step
+
+
+@dataclass
+class Lowered:
+    """A built Lava network: its processes, the ports and depth of every node, and probes."""
+
+    procs: list
+    ports: dict[str, list[tuple[object, int]]]  # node -> [(OutPort, depth)] (several for Add)
+    depth: dict[str, int]
+    grid: dict[str, tuple[int, int]]  # token nodes -> (H, W) of the image they came from
+    probes: dict[str, object] = field(default_factory=dict)
+
+
+def _message_bits(max_value: int) -> int:
+    return 0 if max_value <= 1 else int(max_value).bit_length()
+
+
+def _feature_split(channels: int, limit: int = 127) -> tuple[int, int]:
+    """(a, b) with a * b = channels and a <= limit as large as possible."""
+    a = max(d for d in range(1, min(channels, limit) + 1) if channels % d == 0)
+    return a, channels // a
+
+
+def _token_order(h: int, w: int) -> np.ndarray:
+    """Lava token n_lava = w*H + h holds PyTorch token h*W + w."""
+    return np.arange(h * w).reshape(h, w).T.reshape(-1)
+
+
+class _Builder:
+    def __init__(self, graph: ir.Graph, images: np.ndarray, steps: int, extra_steps: int):
+        self.graph, self.steps = graph, steps
+        self.images, self.extra_steps = images, extra_steps
+        self.ranges = value_ranges(graph)
+        self.out = Lowered([], {}, {}, {})
+        self._delayed: dict[tuple[int, int, tuple], object] = {}
+
+    # -- shapes and layouts ---------------------------------------------------------------------
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        shape = self.graph.shape(name)
+        if len(shape) == 3:
+            c, h, w = shape
+            return (w, h, c)
+        return (shape[0], shape[1], 1)
+
+    def to_lava(self, name: str, values: np.ndarray) -> np.ndarray:
+        """A per-sample array in reference layout -> the node's Lava layout."""
+        if len(self.graph.shape(name)) == 3:
+            return layout.chw_to_lava(values)
+        h, w = self.out.grid[name]
+        return values[_token_order(h, w)][..., None]
+
+    # -- connections ----------------------------------------------------------------------------
+    def add_proc(self, proc):
+        self.out.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def shaped(port, shape):
+        return port if tuple(port.shape) == tuple(shape) else port.reshape(shape)
+
+    def delayed(self, port, shape, delay: int):
+        """``port`` delayed by ``delay`` >= 1 steps (identity DelaySparse, chained past 64)."""
+        from lava.proc.sparse.process import DelaySparse
+        from scipy.sparse import identity
+
+        key = (id(port), delay, tuple(shape))
+        if key not in self._delayed:
+            size = int(np.prod(port.shape))
+            src, remaining, graded = port.flatten(), delay, 0
+            while remaining > 0:
+                step = min(remaining, MAX_DELAY_PER_SYNAPSE)
+                proc = self.add_proc(DelaySparse(
+                    weights=identity(size, dtype=np.int32, format="csr"), delays=step - 1,
+                    num_message_bits=graded))
+                src.connect(proc.s_in)
+                src, remaining, graded = proc.a_out, remaining - step, 8
+            self._delayed[key] = src.reshape(shape)
+        return self._delayed[key]
+
+    def input_depth(self, names: list[str]) -> int:
+        return max(d for name in names for _, d in self.out.ports[name])
+
+    def connect_inputs(self, names: list[str], in_port, shape) -> int:
+        """Connect every part of the named inputs to ``in_port``, aligned; returns their depth."""
+        depth = self.input_depth(names)
+        for name in names:
+            for port, d in self.out.ports[name]:
+                src = self.delayed(port, shape, depth - d) if d < depth else self.shaped(port,
+                                                                                          shape)
+                src.connect(in_port)
+        return depth
+
+    # -- per-op lowerings -----------------------------------------------------------------------
+    def input_(self, node: ir.Node):
+        from lava.proc.io.source import RingBuffer
+
+        frames = layout.chw_to_lava(self.images)  # (B, W, H, C)
+        data = np.repeat(frames, self.steps, axis=0)  # (B*T, W, H, C)
+        pad = np.zeros((self.extra_steps,) + data.shape[1:], dtype=data.dtype)
+        data = np.moveaxis(np.concatenate([data, pad]), 0, -1).astype(np.int32)
+        return [(self.add_proc(RingBuffer(data=data)).s_out, 0)]
+
+    def synapse(self, node: ir.Node):
+        from lava.proc.conv.process import Conv
+
+        op = node.op
+        if op.weight_exp != 0:
+            raise GraphError(f"{node.name}: Lava's Conv model has no weight exponent")
+        in_shape = self.shape_of(node.inputs[0])
+        if isinstance(op, ir.IntConv2d):
+            weight = layout.torch_conv_weight_to_lava(op.weight)
+            kwargs = dict(stride=op.stride, padding=op.padding, groups=op.groups)
+        else:  # token-wise: tokens viewed as (N, a, b); torch sees (b, a, N) and a (a x 1) kernel
+            out_features, in_features = op.weight.shape
+            a, b = _feature_split(in_features)
+            in_shape = (in_shape[0], a, b)
+            torch_weight = op.weight.reshape(out_features, a, b).transpose(0, 2, 1)[..., None]
+            weight = layout.torch_conv_weight_to_lava(torch_weight)
+            kwargs = {}
+        bits = _message_bits(self.ranges[node.inputs[0]].max_value)
+        proc = self.add_proc(Conv(weight=weight.astype(np.int32), input_shape=in_shape,
+                                  num_message_bits=bits, name=node.name, **kwargs))
+        depth = self.connect_inputs(node.inputs, proc.s_in, in_shape)
+        return [(proc.a_out, depth + 1)]
+
+    def lif(self, node: ir.Node):
+        from lava.proc.lif.process import LIFReset
+
+        op: ir.LoihiLIF = node.op
+        full = self.graph.shape(node.name)
+        depth = self.input_depth(node.inputs)
+        proc = self.add_proc(LIFReset(
+            shape=self.shape_of(node.name), du=op.du, dv=op.dv, vth=op.vth,
+            bias_mant=self.to_lava(node.name, np.broadcast_to(op.bias_mant, full)).astype(np.int32),
+            bias_exp=self.to_lava(node.name, np.broadcast_to(op.bias_exp, full)).astype(np.int32),
+            reset_interval=self.steps, reset_offset=(1 + depth) % self.steps, name=node.name))
+        self.connect_inputs(node.inputs, proc.a_in, self.shape_of(node.name))
+        self.out.probes[node.name] = proc.s_out
+        return [(proc.s_out, depth)]
+
+    def max_pool(self, node: ir.Node):
+        from lava.proc.conv.process import Conv
+        from lava.proc.lif.process import LIF
+
+        op: ir.SpikeMaxPool = node.op
+        in_shape = self.shape_of(node.inputs[0])
+        channels = in_shape[-1]
+        ones = np.ones((channels, op.kernel, op.kernel, 1), dtype=np.int32)
+        conv = self.add_proc(Conv(weight=ones, input_shape=in_shape, stride=op.stride,
+                                  padding=op.padding, groups=channels, name=f"{node.name}.window"))
+        depth = self.connect_inputs(node.inputs, conv.s_in, in_shape)
+        neuron = self.add_proc(LIF(shape=self.shape_of(node.name), du=4095, dv=4095, vth=0,
+                                   name=node.name))
+        conv.a_out.connect(neuron.a_in)
+        self.out.probes[node.name] = neuron.s_out
+        return [(neuron.s_out, depth + 1)]
+
+    def ssa(self, node: ir.Node):
+        from .processes.ssa import SpikingSelfAttention
+
+        op: ir.IntSSA = node.op
+        tokens, channels = self.graph.shape(node.name)
+        shape = (tokens, 1, channels)
+        proc = self.add_proc(SpikingSelfAttention(shape=shape, heads=op.heads, shift=op.shift,
+                                                  name=node.name))
+        depths = {self.connect_inputs([src], port, shape)
+                  for src, port in zip(node.inputs, (proc.q_in, proc.k_in, proc.v_in))}
+        if len(depths) != 1:
+            raise GraphError(f"{node.name}: q, k, v arrive at different depths {sorted(depths)}")
+        return [(proc.a_out, depths.pop() + 1)]
+
+    def build(self) -> Lowered:
+        lowerings = {ir.Input: self.input_, ir.IntConv2d: self.synapse,
+                     ir.IntLinear: self.synapse, ir.LoihiLIF: self.lif,
+                     ir.SpikeMaxPool: self.max_pool, ir.IntSSA: self.ssa}
+        for node in self.graph:
+            op = node.op
+            if node.inputs and node.inputs[0] in self.out.grid:
+                self.out.grid[node.name] = self.out.grid[node.inputs[0]]
+            if isinstance(op, ir.Tokens):
+                _, h, w = self.graph.shape(node.inputs[0])
+                self.out.grid[node.name] = (h, w)
+                self.out.ports[node.name] = self.out.ports[node.inputs[0]]
+            elif isinstance(op, ir.Add):
+                self.out.ports[node.name] = [p for i in node.inputs for p in self.out.ports[i]]
+            elif isinstance(op, ir.Readout):
+                continue
+            elif type(op) in lowerings:
+                self.out.ports[node.name] = lowerings[type(op)](node)
+            else:
+                raise GraphError(f"{node.name}: no Lava lowering for {type(op).__name__}")
+            self.out.depth[node.name] = self.input_depth([node.name])
+        return self.out
+
+
+def pipeline_depth(graph: ir.Graph) -> int:
+    """Synaptic delays along the longest path (an upper bound on any node's depth)."""
+    depth: dict[str, int] = {}
+    for node in graph:
+        base = max((depth[i] for i in node.inputs), default=0)
+        adds = isinstance(node.op, (ir.IntConv2d, ir.IntLinear, ir.IntSSA, ir.SpikeMaxPool))
+        depth[node.name] = base + (1 if adds else 0)
+    return max(depth.values())
+
+
+def lower(graph: ir.Graph, images: np.ndarray, steps: int) -> Lowered:
+    """Build the Lava processes for ``graph`` fed with ``images`` (B, C, H, W), T = ``steps``."""
+    graph.validate()
+    return _Builder(graph, np.asarray(images), steps, pipeline_depth(graph)).build()
+
+
+def to_reference(lowered: Lowered, graph: ir.Graph, name: str, recording: np.ndarray,
+                 samples: int, steps: int) -> np.ndarray:
+    """A node's recording (Lava steps, *Lava shape) -> (samples, T, *reference shape)."""
+    d = lowered.depth[name]
+    window = recording[d:d + samples * steps]
+    window = window.reshape(samples, steps, *window.shape[1:])
+    if len(graph.shape(name)) == 3:
+        return layout.lava_to_chw(window)
+    h, w = lowered.grid[name]
+    tokens = window[..., 0]  # (samples, T, N, C) in Lava's token order
+    restored = np.empty_like(tokens)
+    restored[:, :, _token_order(h, w)] = tokens
+    return restored

@@ -1,0 +1,160 @@
+"""The deployable bundle: a directory with the integer graph, its source model and a manifest.
+
+```
+bundle/
+  manifest.json   format, target, versions, SHA-256 of every file, quantization and overflow report
+  model.nir       the integer graph (stock-readable NIR; exact integers in node metadata)
+  source.pt       the checkpoint it came from (verify measures the float model's accuracy with it)
+```
+
+Writing is atomic: the bundle is built in a sibling temporary directory and renamed into place,
+so a failure leaves no partial bundle and never damages an existing one. Reading checks every
+hash in the manifest and refuses a tampered bundle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from . import ir
+from .errors import NeurocompileError
+from .ir.nir_io import read_nir, write_nir
+
+FORMAT = "neurocompile-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPH_FILE = "model.nir"
+SOURCE_FILE = "source.pt"
+
+
+@dataclass
+class Bundle:
+    path: Path
+    graph: ir.Graph
+    manifest: dict
+
+    @property
+    def source_path(self) -> Path:
+        return self.path / SOURCE_FILE
+
+    @property
+    def steps(self) -> int:
+        return int(self.manifest["steps"])
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in ("neurocompile", "nir", "lava-nc", "torch", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _manifest(compiled, files: dict[str, str]) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "target": compiled.target.name,
+        "architecture": compiled.source.architecture,
+        "config": compiled.source.config,
+        "steps": compiled.steps,
+        "source_sha256": compiled.source.sha256,
+        "files": files,
+        "versions": _versions(),
+        "quantization": [dataclasses.asdict(layer) for layer in compiled.quantized.layers],
+        "overflow": {
+            "proven": compiled.overflow_proven,
+            "findings": [f.message() for f in compiled.overflow if not f.ok],
+        },
+    }
+
+
+def write_bundle(compiled, out: str | Path) -> Path:
+    """Write ``compiled`` (a ``compiler.Compiled``) to the directory ``out`` atomically."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NeurocompileError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise NeurocompileError(f"{out}: exists and is not a neurocompile bundle; "
+                                "choose another output directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary directory
+    try:
+        write_nir(compiled.graph, tmp / GRAPH_FILE)
+        shutil.copyfile(compiled.source.path, tmp / SOURCE_FILE)
+        files = {name: _sha256(tmp / name) for name in (GRAPH_FILE, SOURCE_FILE)}
+        (tmp / MANIFEST).write_text(json.dumps(_manifest(compiled, files), indent=2,
+                                               sort_keys=True) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Move ``new`` to ``out``; an existing bundle at ``out`` is removed only after the move."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.rmdir(old)
+    os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """Read and verify a bundle (every file's hash must match its manifest)."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise NeurocompileError(f"{path}: no such bundle directory (create one with "
+                                "`neurocompile export`)")
+    if not manifest_path.is_file():
+        raise NeurocompileError(f"{path}: not a neurocompile bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NeurocompileError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise NeurocompileError(f"{manifest_path}: not a neurocompile bundle manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise NeurocompileError(f"{manifest_path}: bundle format version "
+                                f"{manifest.get('format_version')!r} is not supported "
+                                f"(this neurocompile reads {FORMAT_VERSION}); re-export it")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != {GRAPH_FILE, SOURCE_FILE}:
+        raise NeurocompileError(f"{manifest_path}: the file list is missing or incomplete")
+    for name, digest in files.items():
+        file = path / name
+        if not file.is_file():
+            raise NeurocompileError(f"{path}: {name} is missing")
+        if _sha256(file) != digest:
+            raise NeurocompileError(f"{path}: {name} does not match its hash in {MANIFEST} "
+                                    "(the bundle was modified or damaged); re-export it")
+    return Bundle(path, read_nir(path / GRAPH_FILE), manifest)

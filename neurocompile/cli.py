@@ -1,0 +1,301 @@
+"""The ``neurocompile`` command line: export, simulate, verify, report, zoo.
+
+A thin layer over the library: it parses arguments, shows progress, prints text or JSON, and turns
+every expected failure into one line on stderr and a non-zero exit (2: bad input, 3: Lava failed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import NeurocompileError
+
+EXIT_BAD_INPUT = 2
+EXIT_LAVA = 3
+
+
+def _console(stderr: bool = True):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@contextmanager
+def _progress(total: int, description: str, enabled: bool):
+    """A rich progress bar on stderr; yields an ``update(done)`` callback."""
+    if not enabled:
+        yield lambda done: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_console(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+@contextmanager
+def _status(message: str, enabled: bool):
+    if not enabled:
+        yield
+        return
+    with _console().status(message):
+        yield
+
+
+def _emit(args, payload: dict, text: str) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True) if args.json else text)
+
+
+# -- export ---------------------------------------------------------------------------------------
+def cmd_export(args) -> None:
+    from .bundle import write_bundle
+    from .compiler import compile_checkpoint
+
+    with _status("compiling", not args.json):
+        compiled = compile_checkpoint(args.model, args.target, allow_pickle=args.unsafe_pickle)
+        out = write_bundle(compiled, args.output)
+    layers = compiled.quantized.layers
+    payload = {"bundle": str(out), "target": compiled.target.name,
+               "architecture": compiled.source.architecture, "layers": len(layers),
+               "overflow_proven": compiled.overflow_proven,
+               "overflow_findings": [f.message() for f in compiled.overflow if not f.ok]}
+    lines = [f"exported {compiled.source.architecture} ({len(compiled.graph)} nodes, "
+             f"{len(layers)} spiking layers) for {compiled.target.name} -> {out}"]
+    lines.append("overflow analysis: no state can wrap or saturate (proven)"
+                 if compiled.overflow_proven else
+                 "overflow analysis: these layers CAN overflow:\n  "
+                 + "\n  ".join(payload["overflow_findings"]))
+    _emit(args, payload, "\n".join(lines))
+
+
+# -- simulate / verify ----------------------------------------------------------------------------
+def _inputs(args, bundle):
+    from .evaluate import digits_test_samples, load_inputs
+
+    if getattr(args, "input", None):
+        return load_inputs(args.input, bundle.graph)
+    return digits_test_samples(args.samples)
+
+
+def _simulate(args, bundle, samples, backend: str):
+    from .evaluate import run_reference
+
+    images = samples.images
+    if backend == "reference":
+        with _progress(len(images), "integer reference", not args.json) as update:
+            return run_reference(bundle.graph, images, bundle.steps, progress=update)
+    from .backends.lava.simulate import run_lava
+
+    with _status(f"simulating {len(images)} samples in Lava (Loihi2SimCfg, fixed_pt)",
+                 not args.json):
+        return run_lava(bundle.graph, images, bundle.steps, timeout_s=args.timeout)
+
+
+def cmd_simulate(args) -> None:
+    from .bundle import read_bundle
+    from .evaluate import accuracy, spiking_nodes
+
+    bundle = read_bundle(args.bundle)
+    samples = _inputs(args, bundle)
+    trace = _simulate(args, bundle, samples, args.backend)
+    predictions = trace.predictions()
+    rates = {name: float(trace.outputs[name].mean()) for name in spiking_nodes(bundle.graph)}
+    payload = {"backend": args.backend, "samples": len(predictions),
+               "predictions": predictions.tolist(), "firing_rates": rates}
+    text = [f"{args.backend}: {len(predictions)} samples simulated"]
+    if samples.labels is not None:
+        payload["accuracy"] = accuracy(predictions, samples.labels)
+        text.append(f"accuracy {payload['accuracy']:.4f} on the digits test split")
+    else:
+        text.append("predictions: " + " ".join(map(str, predictions.tolist())))
+    _emit(args, payload, "\n".join(text))
+
+
+def cmd_verify(args) -> None:
+    from .bundle import read_bundle
+    from .evaluate import accuracy, float_predictions, spike_mismatches
+    from .frontend import load_checkpoint
+
+    bundle = read_bundle(args.bundle)
+    samples = _inputs(args, bundle)
+    source = load_checkpoint(bundle.source_path)
+    float_pred = float_predictions(source.model, samples.images)
+    reference = _simulate(args, bundle, samples, "reference")
+    lava = _simulate(args, bundle, samples, "lava")
+    mismatches = spike_mismatches(bundle.graph, reference, lava)
+    labels = samples.labels
+    payload = {
+        "samples": len(samples.images),
+        "float_accuracy": accuracy(float_pred, labels),
+        "int_accuracy": accuracy(reference.predictions(), labels),
+        "lava_accuracy": accuracy(lava.predictions(), labels),
+        "spike_mismatches": sum(mismatches.values()),
+        "spike_mismatches_per_layer": mismatches,
+        "spikes_compared": int(sum(lava.outputs[n].size for n in mismatches)),
+        "predictions_equal": bool((reference.predictions() == lava.predictions()).all()),
+    }
+    payload["bit_exact"] = payload["spike_mismatches"] == 0 and payload["predictions_equal"]
+    text = (f"samples            {payload['samples']}\n"
+            f"float accuracy     {payload['float_accuracy']:.4f}\n"
+            f"integer accuracy   {payload['int_accuracy']:.4f}\n"
+            f"Lava accuracy      {payload['lava_accuracy']:.4f}\n"
+            f"spike mismatches   {payload['spike_mismatches']} of "
+            f"{payload['spikes_compared']} (reference vs Lava)\n"
+            + ("verdict            Lava is bit-exact with the integer reference"
+               if payload["bit_exact"] else "verdict            MISMATCH"))
+    _emit(args, payload, text)
+    if not payload["bit_exact"]:
+        sys.exit(1)
+
+
+# -- report ---------------------------------------------------------------------------------------
+def cmd_report(args) -> None:
+    from .bundle import read_bundle
+    from .estimate import build_report, count_activity, estimate_energy, format_markdown, \
+        format_text
+    from .target import load_target
+
+    bundle = read_bundle(args.bundle)
+    samples = _inputs(args, bundle)
+    args.json = args.format == "json"
+    trace = _simulate(args, bundle, samples, "reference")
+    counts = count_activity(bundle.graph, trace)
+    energy = estimate_energy(counts, load_target(bundle.target), args.energy_model)
+    report = build_report(bundle.graph, counts, energy,
+                          {"bundle": str(bundle.path), "target": bundle.target,
+                           "architecture": bundle.manifest.get("architecture")})
+    if args.format == "json":
+        text = json.dumps(report, indent=2, sort_keys=True)
+    elif args.format == "md":
+        text = format_markdown(report)
+    else:
+        text = format_text(report)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+
+
+# -- zoo ------------------------------------------------------------------------------------------
+def cmd_zoo(args) -> None:
+    import torch
+
+    from .zoo.registry import ZOO, zoo_path
+
+    entries = []
+    for name in sorted(ZOO):
+        path = zoo_path(name)
+        entry = {"name": name, "path": str(path), "present": path.is_file()}
+        if path.is_file():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            training = ckpt.get("training", {})
+            entry.update(architecture=ckpt["architecture"], config=ckpt["config"],
+                         float_test_accuracy=training.get("test_accuracy"),
+                         reproduce=training.get("command"))
+        entries.append(entry)
+    text = "\n".join(
+        f"{e['name']:<22} {e.get('architecture', '?'):<12} "
+        f"accuracy {e.get('float_test_accuracy') or float('nan'):.4f}  {e['path']}"
+        for e in entries)
+    _emit(args, {"checkpoints": entries}, text)
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neurocompile",
+        description="Compile trained spiking transformers (attention included) to a bit-accurate "
+                    "Loihi 2 simulation in Lava, and estimate their energy.",
+        epilog="Typical use: neurocompile export spikformer_digits --target loihi2 -o bundle/; "
+               "neurocompile verify bundle/; neurocompile report bundle/")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("export", help="compile a checkpoint into a deployable bundle",
+                       description="Trace, optimise and quantize MODEL for a target and write a "
+                                   "bundle directory (model.nir, source.pt, manifest.json).")
+    p.add_argument("model", help="checkpoint file (.pt) or the name of a shipped checkpoint "
+                                 "(see `neurocompile zoo`)")
+    p.add_argument("--target", default="loihi2", help="target name or .toml file (default: loihi2)")
+    p.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    p.add_argument("--unsafe-pickle", action="store_true",
+                   help="allow loading a pickled whole module (can run code: trusted files only)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_export)
+
+    def data_args(p, samples_default):
+        p.add_argument("--samples", type=int, default=samples_default,
+                       help=f"first N images of the digits test split (default: "
+                            f"{samples_default or 'all 450'})")
+        p.add_argument("--input", help="a .npy array (batch, C, H, W) of integer images to use "
+                                       "instead of the digits test split")
+        p.add_argument("--timeout", type=float, default=None,
+                       help="time limit in seconds for a Lava run (default: sized to the run)")
+
+    p = sub.add_parser("simulate", help="run a bundle on the integer reference or in Lava",
+                       description="Simulate BUNDLE and print accuracy and firing rates.")
+    p.add_argument("bundle")
+    p.add_argument("--backend", choices=("reference", "lava"), default="reference",
+                   help="reference: the integer interpreter (golden model); lava: Lava's "
+                        "Loihi2SimCfg fixed_pt simulation (default: reference)")
+    data_args(p, 100)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("verify", help="float vs integer reference vs Lava, spike for spike",
+                       description="Compare the float model, the integer reference and Lava on "
+                                   "the same inputs; exit 1 if Lava differs from the reference "
+                                   "in any spike.")
+    p.add_argument("bundle")
+    data_args(p, 100)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report", help="synaptic operations, firing rates and energy per layer",
+                       description="Count synaptic operations, neuron updates and attention "
+                                   "operations from the actual spikes of the integer reference "
+                                   "and estimate energy with the target's energy model.")
+    p.add_argument("bundle")
+    data_args(p, 100)
+    p.add_argument("--format", choices=("text", "json", "md"), default="text")
+    p.add_argument("--energy-model", default=None,
+                   help="an energy model of the target file (default: the target's default)")
+    p.add_argument("-o", "--output", help="write the report to this file")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("zoo", help="list the shipped trained checkpoints")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_zoo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except NeurocompileError as exc:
+        print(f"neurocompile: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("neurocompile: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        from .backends.lava.runtime import LavaError
+
+        if args.debug:
+            raise
+        if isinstance(exc, LavaError):
+            print(f"neurocompile: Lava run failed: {exc}", file=sys.stderr)
+            return EXIT_LAVA
+        print(f"neurocompile: internal error: {type(exc).__name__}: {exc} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Measurements shared by ``simulate``, ``verify`` and ``report``: accuracy and spike agreement."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import ir
+from .backends.reference import Trace, run_int
+from .datasets import digits_split
+from .errors import NeurocompileError
+
+
+@dataclass
+class Samples:
+    images: np.ndarray  # (B, C, H, W) integers
+    labels: np.ndarray | None
+
+
+def digits_test_samples(count: int | None) -> Samples:
+    split = digits_split()
+    if count is not None and not 1 <= count <= len(split.test_x):
+        raise NeurocompileError(f"--samples must be between 1 and {len(split.test_x)} "
+                                "(the digits test split)")
+    n = len(split.test_x) if count is None else count
+    return Samples(split.test_x[:n], split.test_y[:n])
+
+
+def load_inputs(path, graph: ir.Graph) -> Samples:
+    """User inputs: a .npy array (B, C, H, W) of non-negative integers within the input range."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise NeurocompileError(f"{path}: no such file") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise NeurocompileError(f"{path}: not a readable .npy array ({exc})") from exc
+    node = next(n for n in graph if isinstance(n.op, ir.Input))
+    expected = node.op.shape
+    if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
+        raise NeurocompileError(f"{path}: inputs must have shape (batch, {', '.join(map(str, expected))}),"
+                                f" got {array.shape}")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise NeurocompileError(f"{path}: inputs contain NaN or Inf")
+    if array.dtype.kind not in "iuf" or not np.array_equal(array, np.round(array)):
+        raise NeurocompileError(f"{path}: inputs must be integers (raw pixel values)")
+    if array.size and (array.min() < 0 or array.max() > node.op.max_value):
+        raise NeurocompileError(f"{path}: input values must lie in 0..{node.op.max_value}")
+    if len(array) == 0:
+        raise NeurocompileError(f"{path}: holds no samples")
+    return Samples(array.astype(np.int64), None)
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(predictions == labels))
+
+
+def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            out.append(model(torch.from_numpy(images[start:start + batch])).argmax(1).numpy())
+    return np.concatenate(out)
+
+
+def run_reference(graph: ir.Graph, images: np.ndarray, steps: int, progress=None,
+                  batch: int = 64, record=None) -> Trace:
+    """The integer interpreter over batches (bounded memory), with an optional progress callback."""
+    traces = []
+    for start in range(0, len(images), batch):
+        traces.append(run_int(graph, images[start:start + batch], steps, record=record))
+        if progress:
+            progress(min(start + batch, len(images)))
+    outputs = {name: np.concatenate([t.outputs[name] for t in traces])
+               for name in traces[0].outputs}
+    return Trace(outputs, np.concatenate([t.logits for t in traces]))
+
+
+def spiking_nodes(graph: ir.Graph) -> list[str]:
+    return [node.name for node in graph if node.op.spiking]
+
+
+def spike_mismatches(graph: ir.Graph, a: Trace, b: Trace) -> dict[str, int]:
+    """Per spiking layer: the number of (sample, step, neuron) spikes that differ."""
+    return {name: int(np.count_nonzero(a.outputs[name].astype(np.int8)
+                                       != b.outputs[name].astype(np.int8)))
+            for name in spiking_nodes(graph)}

@@ -1,0 +1,428 @@
+"""Our IR to and from NIR files (HDF5) that stock ``nir.read`` accepts, exactly round-tripped.
+
+Every op becomes one standard NIR node under the op's node name (a nested ``nir.NIRGraph`` where
+no single stock node fits), so tools that know NIR see the right semantics wherever NIR can
+express them. The exact op (type, parameters, ordered inputs) travels in the node's
+``metadata["neurocompile"]``; the graph's node order, output and ``meta`` in the graph's. Only
+that metadata is read back: ``from_nir`` rebuilds the op from it, then checks that the stock
+parameters in the file are still what ``to_nir`` writes for that op (a file whose weights another
+tool edited is refused rather than silently half-used).
+
+``nir.read`` type-checks every edge, which fixes two layout choices:
+
+* token tensors, (N, C) in our IR, are channel-major (C, N) in the file (NIR has no transpose,
+  so ``Tokens`` can be an honest ``Flatten`` only this way); token-wise ``Linear`` is then a
+  kernel-1 ``Conv1d`` and per-token parameters are (C, N) arrays;
+* grouped convolutions are written dense (block diagonal, ``groups=1``): nir 1.0.8 types a
+  ``Conv2d`` input as ``weight.shape[1]`` channels whatever ``groups`` is.
+
+Mapping (NIR time constants with dt = 1, forward Euler ``v += (v_leak - v + r*I) / tau``):
+
+=============== ================================================================================
+Input           ``Input(shape)``
+Add             ``Scale(ones)``: NIR sums the edges into a node (an input listed twice: one edge)
+Tokens          ``Flatten(start_dim=1)``: (C, H, W) -> (C, H*W)
+SpikeMaxPool    graph ``SumPool2d -> Threshold(0)``: OR of binary spikes
+Readout         graph ``Flatten -> Affine``: W @ (token mean) + b per step (mean over time too)
+Conv2d          ``Conv2d``
+Linear          ``Conv1d`` with kernel 1 over the (C, N) tokens; ``Affine`` on vectors (C,)
+IntConv2d,      as Conv2d / Linear with weight ``W_q * 2**weight_exp`` (float) and zero bias
+IntLinear
+BatchNorm       ``Scale(gamma / sqrt(var + eps))``; the shift only in metadata
+LIF             ``LIF(tau, r=1, v_leak=0, v_threshold)``: SpikingJelly's LIF exactly (but >=)
+LeakyNeuron     ``LIF(tau=1/(1-leak), r=gain*tau, v_leak=0, v_threshold=threshold)``
+LoihiLIF        ``CubaLIF`` in units of 2**6: ``tau_syn=4096/(du+1), w_in=tau_syn,
+                tau_mem=4096/max(dv, 1), r=tau_mem, v_leak=tau_mem*bias/64, v_threshold=vth``
+SSA, IntSSA     graph ``Input -> Output``: a placeholder; NIR cannot multiply inputs
+=============== ================================================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import nir
+import numpy as np
+
+from .. import fixedpoint
+from ..errors import NeurocompileError
+from . import attention, neurons, structure, synapses
+from .graph import Graph
+from .ops import Op
+
+FORMAT = "neurocompile"
+FORMAT_VERSION = 1
+KEY = "neurocompile"
+
+Shape = tuple[int, ...]
+
+
+# --- layout: our per-sample shapes -> NIR types --------------------------------------------------
+
+def _nir_shape(shape: Shape) -> Shape:
+    """Token tensors (N, C) are (C, N) in NIR; images and vectors keep their shape."""
+    return tuple(reversed(shape)) if len(shape) == 2 else tuple(shape)
+
+
+def _nir_array(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array.T) if array.ndim == 2 else array
+
+
+def _population(value, shape: Shape) -> np.ndarray:
+    """A per-neuron parameter array in NIR layout (``value`` broadcast to our ``shape``)."""
+    return _nir_array(np.broadcast_to(np.asarray(value, dtype=np.float64), shape).copy())
+
+
+def _subgraph(nodes: dict, chain: list[str]) -> nir.NIRGraph:
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain, chain[1:])), metadata={})
+
+
+def _io(nodes: dict, in_shape: Shape, out_shape: Shape) -> dict:
+    return {"input": nir.Input(np.array(in_shape)), **nodes,
+            "output": nir.Output(np.array(out_shape))}
+
+
+def _dense_conv(weight: np.ndarray, groups: int) -> np.ndarray:
+    out, per_group, kh, kw = weight.shape
+    dense = np.zeros((out, per_group * groups, kh, kw), dtype=np.float64)
+    step = out // groups
+    for g in range(groups):
+        dense[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = \
+            weight[g * step:(g + 1) * step]
+    return dense
+
+
+# --- op -> stock NIR node: one function per op, given our input and output shapes -------------
+
+def _input(op: structure.Input, shape_in, shape_out):
+    return nir.Input(np.array(_nir_shape(op.shape)))
+
+
+def _add(op, shape_in, shape_out):
+    return nir.Scale(np.ones(_nir_shape(shape_out)))
+
+
+def _tokens(op, shape_in, shape_out):
+    return nir.Flatten(np.array(shape_in), start_dim=1, end_dim=-1)
+
+
+def _max_pool(op: structure.SpikeMaxPool, shape_in, shape_out):
+    pair = lambda n: np.array([n, n])  # noqa: E731
+    pool = nir.SumPool2d(pair(op.kernel), pair(op.stride), pair(op.padding))
+    return _subgraph(_io({"pool": pool, "threshold": nir.Threshold(np.zeros(shape_out))},
+                         shape_in, shape_out), ["input", "pool", "threshold", "output"])
+
+
+def _readout(op: structure.Readout, shape_in, shape_out):
+    channel = _nir_array(np.broadcast_to(np.arange(shape_in[-1]), shape_in)).reshape(-1)
+    tokens = int(np.prod(shape_in[:-1]))
+    weight = op.weight[:, channel] / tokens  # W @ mean over tokens, on the flat NIR tensor
+    flat = nir.Flatten(np.array(_nir_shape(shape_in)), start_dim=0, end_dim=-1)
+    return _subgraph(_io({"flatten": flat, "affine": nir.Affine(weight, op.bias.copy())},
+                         _nir_shape(shape_in), shape_out),
+                     ["input", "flatten", "affine", "output"])
+
+
+def _conv(weight, bias, op, shape_in):
+    return nir.Conv2d(input_shape=tuple(shape_in[1:]), weight=_dense_conv(weight, op.groups),
+                      stride=op.stride, padding=op.padding, dilation=1, groups=1, bias=bias)
+
+
+def _conv2d(op: synapses.Conv2d, shape_in, shape_out):
+    return _conv(op.weight, op.bias.copy(), op, shape_in)
+
+
+def _int_conv2d(op: synapses.IntConv2d, shape_in, shape_out):
+    return _conv(op.weight * 2.0 ** op.weight_exp, np.zeros(op.weight.shape[0]), op, shape_in)
+
+
+def _token_wise(weight: np.ndarray, bias: np.ndarray, shape_in: Shape):
+    if len(shape_in) == 1:
+        return nir.Affine(weight, bias)
+    if len(shape_in) != 2:
+        raise NeurocompileError(f"a Linear on a {len(shape_in)}-D tensor {shape_in} has no NIR "
+                                "form (NIR types vectors and channel-major tokens only)")
+    return nir.Conv1d(input_shape=shape_in[0], weight=weight[:, :, None], stride=1, padding=0,
+                      dilation=1, groups=1, bias=bias)
+
+
+def _linear(op: synapses.Linear, shape_in, shape_out):
+    return _token_wise(op.weight.copy(), op.bias.copy(), shape_in)
+
+
+def _int_linear(op: synapses.IntLinear, shape_in, shape_out):
+    return _token_wise(op.weight * 2.0 ** op.weight_exp, np.zeros(op.weight.shape[0]), shape_in)
+
+
+def _batch_norm(op: synapses.BatchNorm, shape_in, shape_out):
+    scale, _ = op.scale_shift()
+    axes = [1] * len(shape_out)
+    axes[op.channel_axis] = -1
+    return nir.Scale(_population(scale.reshape(axes), shape_out))
+
+
+def _lif_node(shape, tau, r, v_threshold, v_leak=0.0):
+    return nir.LIF(tau=_population(tau, shape), r=_population(r, shape),
+                   v_leak=_population(v_leak, shape), v_threshold=_population(v_threshold, shape),
+                   v_reset=_population(0.0, shape))
+
+
+def _lif(op: neurons.LIF, shape_in, shape_out):
+    return _lif_node(shape_out, op.tau, 1.0, op.v_threshold)
+
+
+def _leaky(op: neurons.LeakyNeuron, shape_in, shape_out):
+    tau = 1.0 / (1.0 - op.leak)
+    return _lif_node(shape_out, tau, op.gain * tau, op.threshold)
+
+
+def _loihi_lif(op: neurons.LoihiLIF, shape_in, shape_out):
+    tau_syn = fixedpoint.DECAY_UNITY / (op.du + 1)
+    tau_mem = fixedpoint.DECAY_UNITY / max(op.dv, 1)
+    unit = float(1 << fixedpoint.ACT_SHIFT)
+    p = lambda value: _population(value, shape_out)  # noqa: E731
+    return nir.CubaLIF(tau_syn=p(tau_syn), tau_mem=p(tau_mem), r=p(tau_mem),
+                       v_leak=p(tau_mem * op.bias / unit), v_threshold=p(op.vth),
+                       v_reset=p(0.0), w_in=p(tau_syn))
+
+
+def _ssa(op: attention.SSA, shape_in, shape_out):
+    return _subgraph(_io({}, _nir_shape(shape_in), _nir_shape(shape_out)), ["input", "output"])
+
+
+@dataclass(frozen=True)
+class Codec:
+    to_nir: Callable  #: (op, input shape, output shape) -> that node
+    note: str  #: what a stock NIR reader should know (stored in the node's metadata)
+
+
+_TOKENS_NOTE = "token tensors (N, C) are channel-major (C, N) in NIR"
+_NEURON_NOTE = ("NIR parameters for dt = 1 (forward Euler); spikes reset v to 0; "
+                "the exact op is in metadata")
+
+#: op type -> codec. Reading is generic: the exact op is rebuilt from its metadata.
+CODECS: dict[type, Codec] = {
+    structure.Input: Codec(_input, "integer image x, real value scale * x: float graphs "
+                           "read scale * x, integer graphs read x; the same x at every step"),
+    structure.Add: Codec(_add, "sum of the inputs (NIR sums edges into a node)"),
+    structure.Tokens: Codec(_tokens, "tokens n = h * W + w; " + _TOKENS_NOTE),
+    structure.SpikeMaxPool: Codec(_max_pool, "max-pool of binary spikes = OR = "
+                                  "(zero-padded window sum > 0)"),
+    structure.Readout: Codec(_readout, "logits = W @ mean over tokens and time + b; "
+                             "the NIR graph is the per-step token mean, average it over time"),
+    synapses.Conv2d: Codec(_conv2d, "grouped weights are written dense"),
+    synapses.IntConv2d: Codec(_int_conv2d, "a_in = shift(W_q * x, weight_exp); NIR "
+                              "weight W_q * 2**weight_exp (right shifts floor on Loihi)"),
+    synapses.Linear: Codec(_linear, "token-wise y[n] = W x[n] + b: kernel-1 Conv1d "
+                           "over tokens; " + _TOKENS_NOTE),
+    synapses.IntLinear: Codec(_int_linear, "token-wise a_in[n] = shift(W_q x[n], "
+                              "weight_exp); NIR weight W_q * 2**weight_exp; " + _TOKENS_NOTE),
+    synapses.BatchNorm: Codec(_batch_norm, "NIR scale is gamma / sqrt(var + eps); the "
+                              "shift beta - mean * scale is not in NIR"),
+    neurons.LIF: Codec(_lif, "SpikingJelly LIF, exact for dt = 1 except spikes at "
+                       "v >= v_threshold; " + _NEURON_NOTE),
+    neurons.LeakyNeuron: Codec(_leaky, "v = leak v + gain x, spikes at v >= threshold; "
+                               + _NEURON_NOTE),
+    neurons.LoihiLIF: Codec(_loihi_lif, "Loihi 2 integer CUBA LIF; NIR u, v are "
+                            "Loihi's / 2**6, truncating decays and dv = 0 approximated; "
+                            + _NEURON_NOTE),
+    attention.SSA: Codec(_ssa, "neurocompile extension: per head y = scale (Q K^T) V "
+                         "of the ORDERED inputs (q, k, v); NIR cannot express it, the subgraph "
+                         "body is a placeholder"),
+    attention.IntSSA: Codec(_ssa, "neurocompile extension: per head a_in = "
+                            "((Q K^T) V) << shift of the ORDERED inputs (q, k, v); NIR cannot "
+                            "express it, the subgraph body is a placeholder"),
+}
+_OPS = {cls.__name__: cls for cls in CODECS}
+
+
+# --- values that must come back exactly (graph meta, node meta, scalar op fields) --------------
+
+def _encode(value, where: str):
+    """JSON-able form; tuples and arrays tagged, dicts with ``__`` keys wrapped (unambiguous)."""
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise NeurocompileError(f"{where}: dict keys must be strings to be written to NIR")
+        items = {k: _encode(v, f"{where}.{k}") for k, v in value.items()}
+        return {"__dict__": items} if any(k.startswith("__") for k in value) else items
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, where) for v in value]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": value.dtype.str, "shape": value.shape}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise NeurocompileError(f"{where}: a {type(value).__name__} cannot be written to NIR")
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"__dict__"}:
+        return {k: _decode(v) for k, v in value["__dict__"].items()}
+    if set(value) == {"__tuple__"}:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if set(value) == {"__ndarray__", "dtype", "shape"}:
+        return np.array(value["__ndarray__"], dtype=value["dtype"]).reshape(value["shape"])
+    return {k: _decode(v) for k, v in value.items()}
+
+
+def _dumps(value, where: str) -> str:
+    return json.dumps(_encode(value, where))
+
+
+def _loads(text) -> object:
+    return _decode(json.loads(text))
+
+
+# --- to NIR --------------------------------------------------------------------------------------
+
+def _payload(node, op: Op) -> dict:
+    arrays = op.arrays()
+    params = {f.name: getattr(op, f.name) for f in dataclasses.fields(op) if f.name not in arrays}
+    meta = {k: v for k, v in node.meta.items() if k != "shape"}
+    return {
+        "op": type(op).__name__,
+        "inputs": _dumps(list(node.inputs), node.name),
+        "params": _dumps(params, f"{node.name} parameters"),
+        # HDF5 cannot compress 0-d arrays: store flat, reshape on reading
+        "arrays": {k: v.reshape(-1) for k, v in arrays.items()},
+        "shapes": _dumps({k: v.shape for k, v in arrays.items()}, node.name),
+        "meta": _dumps(meta, f"{node.name} meta"),
+        "note": CODECS[type(op)].note,
+    }
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\0" in name or name == ".":
+        raise NeurocompileError(f"node name {name!r} cannot be an NIR (HDF5) node name")
+
+
+def _stock_node(graph: Graph, node):
+    codec = CODECS.get(type(node.op))
+    if codec is None:
+        raise NeurocompileError(f"{node.name}: {type(node.op).__name__} has no NIR form; add it "
+                                "to neurocompile.ir.nir_io.CODECS")
+    shape_in = graph.shape(node.inputs[0]) if node.inputs else None
+    return codec.to_nir(node.op, shape_in, graph.shape(node.name))
+
+
+def to_nir(graph: Graph) -> nir.NIRGraph:
+    """The stock NIR graph of ``graph``, with the exact IR in metadata (see module docstring)."""
+    graph.validate()
+    nodes, edges = {}, []
+    for node in graph:
+        _check_name(node.name)
+        nodes[node.name] = _stock_node(graph, node)
+        nodes[node.name].metadata = {KEY: _payload(node, node.op)}
+        edges += [(src, node.name) for src in dict.fromkeys(node.inputs)]
+    output = next(n for n in ("output", *(f"output_{i}" for i in range(len(nodes) + 1)))
+                  if n not in nodes)
+    nodes[output] = nir.Output(np.array(_nir_shape(graph.shape(graph.output))))
+    edges.append((graph.output, output))
+    metadata = {KEY: {"format": FORMAT, "format_version": FORMAT_VERSION,
+                      "order": _dumps(list(graph.nodes), "node order"), "output": graph.output,
+                      "meta": _dumps(graph.meta, "graph meta"), "layout": _TOKENS_NOTE}}
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+    except (ValueError, AssertionError) as exc:  # a bug in a codec, not in the user's graph
+        raise NeurocompileError(f"the NIR form of the graph does not type-check: {exc}") from exc
+
+
+# --- from NIR ------------------------------------------------------------------------------------
+
+def _op_from(payload: dict) -> Op:
+    cls = _OPS.get(payload["op"])
+    if cls is None:
+        raise ValueError(f"unknown op {payload['op']!r}")
+    shapes = _loads(payload["shapes"])
+    arrays = {k: np.asarray(payload["arrays"][k]).reshape(shape) for k, shape in shapes.items()}
+    return cls(**_loads(payload["params"]), **arrays)
+
+
+def _fields(nir_node) -> dict:
+    return {k: v for k, v in nir_node.to_dict().items() if k != "metadata"}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b)
+                and all(_same(a[k], b[k]) for k in a if k != "metadata"))
+    return np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _rebuild(nir_graph) -> Graph:
+    info = nir_graph.metadata[KEY]
+    if info.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"format version {info.get('format_version')!r} is not supported "
+                         f"(this neurocompile reads {FORMAT_VERSION})")
+    graph = Graph()
+    for name in _loads(info["order"]):
+        if name not in nir_graph.nodes:
+            raise ValueError(f"node {name!r} is missing")
+        stock = nir_graph.nodes[name]
+        payload = stock.metadata.get(KEY)
+        if not isinstance(payload, dict):
+            raise ValueError(f"node {name!r} has no neurocompile metadata")
+        op = _op_from(payload)
+        graph.add(name, op, _loads(payload["inputs"]))
+        graph.nodes[name].meta.update(_loads(payload["meta"]))
+    graph.output = info["output"]
+    graph.meta = _loads(info["meta"])
+    graph.validate()
+    for node in graph:
+        if not _same(_fields(nir_graph.nodes[node.name]), _fields(_stock_node(graph, node))):
+            raise ValueError(f"node {node.name!r}: its NIR parameters disagree with its "
+                             "neurocompile metadata (edited by another tool?)")
+    return graph
+
+
+def from_nir(nir_graph, source: str = "NIR graph") -> Graph:
+    """The exact IR graph that ``to_nir`` wrote into ``nir_graph`` (validated)."""
+    info = getattr(nir_graph, "metadata", None)
+    if not isinstance(info, dict) or not isinstance(info.get(KEY), dict) \
+            or info[KEY].get("format") != FORMAT:
+        raise NeurocompileError(f"{source}: was not written by neurocompile; importing foreign "
+                                "NIR graphs is not supported yet")
+    try:
+        return _rebuild(nir_graph)
+    except NeurocompileError as exc:
+        raise NeurocompileError(f"{source}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, AssertionError) as exc:
+        detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        raise NeurocompileError(f"{source}: damaged neurocompile metadata ({detail})") from exc
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+def write_nir(graph: Graph, path: str | Path) -> None:
+    """Write ``graph`` to ``path`` as a NIR (HDF5) file that stock ``nir.read`` accepts."""
+    nir_graph = to_nir(graph)
+    try:
+        nir.write(str(path), nir_graph)
+    except (OSError, TypeError, ValueError) as exc:
+        raise NeurocompileError(f"{path}: cannot write the NIR file ({exc})") from exc
+
+
+def read_nir(path: str | Path) -> Graph:
+    """Read a graph written by ``write_nir``; any problem is one ``NeurocompileError`` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeurocompileError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise NeurocompileError(f"{path}: not a NIR file (not HDF5)")
+    try:
+        nir_graph = nir.read(str(path))
+    except Exception as exc:  # noqa: BLE001 - h5py and nir raise anything on damaged files
+        detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        raise NeurocompileError(f"{path}: cannot be read as NIR, damaged or truncated? "
+                                f"({detail})") from exc
+    return from_nir(nir_graph, str(path))

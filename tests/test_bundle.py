@@ -1,0 +1,79 @@
+import json
+import shutil
+
+import pytest
+
+from neurocompile.bundle import read_bundle, write_bundle
+from neurocompile.errors import NeurocompileError
+from neurocompile.ir.nir_io import read_nir
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(shipped, tmp_path_factory):
+    return write_bundle(shipped, tmp_path_factory.mktemp("b") / "bundle")
+
+
+def test_bundle_round_trips_the_integer_graph(bundle_dir, shipped):
+    bundle = read_bundle(bundle_dir)
+    assert list(bundle.graph.nodes) == list(shipped.graph.nodes)
+    assert bundle.steps == shipped.steps and bundle.target == "loihi2"
+    assert bundle.manifest["overflow"]["proven"] is True
+    assert {"nir", "lava-nc", "torch", "numpy"} <= set(bundle.manifest["versions"])
+
+
+def test_export_is_byte_identical(bundle_dir, shipped, tmp_path):
+    again = write_bundle(shipped, tmp_path / "again")
+    for name in ("manifest.json", "model.nir", "source.pt"):
+        assert (again / name).read_bytes() == (bundle_dir / name).read_bytes(), name
+
+
+def test_tampered_bundle_is_refused(bundle_dir, tmp_path):
+    copy = shutil.copytree(bundle_dir, tmp_path / "copy")
+    data = bytearray((copy / "model.nir").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.nir").write_bytes(bytes(data))
+    with pytest.raises(NeurocompileError, match="model.nir does not match its hash"):
+        read_bundle(copy)
+
+
+def test_missing_file_and_bad_manifest(bundle_dir, tmp_path):
+    copy = shutil.copytree(bundle_dir, tmp_path / "copy")
+    (copy / "source.pt").unlink()
+    with pytest.raises(NeurocompileError, match="source.pt is missing"):
+        read_bundle(copy)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(NeurocompileError, match="not valid JSON"):
+        read_bundle(copy)
+    with pytest.raises(NeurocompileError, match="no such bundle"):
+        read_bundle(tmp_path / "nothing")
+
+
+def test_export_replaces_a_bundle_but_not_other_directories(shipped, bundle_dir, tmp_path):
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(NeurocompileError, match="not a neurocompile bundle"):
+        write_bundle(shipped, other)
+    assert (other / "cat.jpg").read_bytes() == b"meow"
+    target = shutil.copytree(bundle_dir, tmp_path / "existing")
+    write_bundle(shipped, target)
+    assert read_bundle(target).manifest["format"] == "neurocompile-bundle"
+
+
+def test_failed_export_leaves_nothing_behind(shipped, tmp_path, monkeypatch):
+    import neurocompile.bundle as bundle_module
+
+    def boom(graph, path):
+        path.write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bundle_module, "write_nir", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_bundle(shipped, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_is_json_with_hashes(bundle_dir):
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"model.nir", "source.pt"}
+    assert read_nir(bundle_dir / "model.nir").output == "head"
