@@ -17,18 +17,25 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP="$VENV/bin/python -m pip --disable-pip-version-check"
-$PIP install -q 'pip>=23' wheel
-$PIP install -q 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
+PIP_CMD="$VENV/bin/python -m pip --disable-pip-version-check"
+# pip's expected complaints are filtered: lava-dl pins versions that slayer/netx do not need
+# (torch<2.4, pytest<8, pillow<11, torchvision), and some machines carry a pip configuration
+# pointing at local wheel folders that may not exist.
+PIP() {
+  $PIP_CMD "$@" 2>&1 | { grep -v -E "^WARNING: Location|^lava-dl 0\.6\.0 requires|dependency resolver does not currently take into account|^ERROR: pip's dependency resolver" || true; }
+  return "${PIPESTATUS[0]}"
+}
+PIP install -q 'pip>=23' wheel
+PIP install -q 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
 # lava-nc's own requirements (its metadata blocks Python 3.11, so they are listed here).
-$PIP install -q 'asteval>=0.9.31,<0.10' 'networkx<=2.8.7' 'scipy>=1.10,<2' 'scikit-learn>=1.5,<2' \
+PIP install -q 'asteval>=0.9.31,<0.10' 'networkx<=2.8.7' 'scipy>=1.10,<2' 'scikit-learn>=1.5,<2' \
   'h5py>=3.7,<4' 'numpy==1.26.*' 'torch==2.13.0'
 wheels="$VENV/lava-wheels"
 mkdir -p "$wheels"
-$PIP download -q --no-deps --python-version 3.10 --only-binary=:all: \
+PIP download -q --no-deps --python-version 3.10 --only-binary=:all: \
   'lava-nc==0.10.0' 'lava-dl==0.6.0' -d "$wheels"
-$PIP install -q --no-deps --ignore-requires-python "$wheels"/lava_nc-0.10.0-py3-none-any.whl \
+PIP install -q --no-deps --ignore-requires-python "$wheels"/lava_nc-0.10.0-py3-none-any.whl \
   "$wheels"/lava_dl-0.6.0-py3-none-any.whl
 "$VENV/bin/python" scripts/patch_lava.py
-$PIP install -q -e '.[dev]' 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
+PIP install -q -e '.[dev]' 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
 echo "$want" > "$STAMP"

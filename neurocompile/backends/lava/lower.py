@@ -95,19 +95,25 @@ class _Builder:
         return port if tuple(port.shape) == tuple(shape) else port.reshape(shape)
 
     def delayed(self, port, shape, delay: int):
-        """``port`` delayed by ``delay`` >= 1 steps (identity DelaySparse, chained past 64)."""
-        from lava.proc.sparse.process import DelaySparse
+        """``port`` delayed by ``delay`` >= 1 steps: identity ``Sparse`` (1 step) or
+        ``DelaySparse`` (up to 64 steps each, chained). Delays are given as a sparse matrix: an
+        int would make Lava build a dense N x N delay matrix."""
+        from lava.proc.sparse.process import DelaySparse, Sparse
         from scipy.sparse import identity
 
         key = (id(port), delay, tuple(shape))
         if key not in self._delayed:
             size = int(np.prod(port.shape))
+            weights = identity(size, dtype=np.int32, format="csr")
             src, remaining, graded = port.flatten(), delay, 0
             while remaining > 0:
                 step = min(remaining, MAX_DELAY_PER_SYNAPSE)
-                proc = self.add_proc(DelaySparse(
-                    weights=identity(size, dtype=np.int32, format="csr"), delays=step - 1,
-                    num_message_bits=graded))
+                if step == 1:
+                    proc = Sparse(weights=weights, num_message_bits=graded)
+                else:
+                    delays = identity(size, dtype=int, format="csr") * (step - 1)
+                    proc = DelaySparse(weights=weights, delays=delays, num_message_bits=graded)
+                self.add_proc(proc)
                 src.connect(proc.s_in)
                 src, remaining, graded = proc.a_out, remaining - step, 8
             self._delayed[key] = src.reshape(shape)

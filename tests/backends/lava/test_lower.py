@@ -35,3 +35,13 @@ def test_deeper_random_model_with_residual_delays(test_images):
     model = random_spikformer(7, depth=2, dim=32, heads=2, T=3, mlp_ratio=2)
     graph = quantize(run_pipeline(convert_spikformer(model)), load_target("loihi2")).graph
     _assert_bit_exact(graph, test_images[:6], 3)
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(400)
+def test_wide_layers(test_images):
+    """160 channels: a depthwise pooling window over more than 127 groups (Lava's own Conv model
+    stores groups as int8) and token-wise kernels split over the feature axis (160 = 80 x 2)."""
+    model = random_spikformer(8, dim=160, heads=4, mlp_ratio=2)
+    graph = quantize(run_pipeline(convert_spikformer(model)), load_target("loihi2")).graph
+    _assert_bit_exact(graph, test_images[:4], model.config.T)

@@ -2,7 +2,8 @@
 
 Lava 0.10's ``PyConvModelFixed`` runs one ``scipy.signal.convolve2d`` per (output, input) channel
 pair every time step (its PyTorch path is disabled because torch hangs inside Lava processes),
-which makes a 64 -> 64 channel 3x3 convolution cost tens of milliseconds per step. This model
+which makes a 64 -> 64 channel 3x3 convolution cost tens of milliseconds per step, and it stores
+``groups`` and kernel sizes as int8 (a depthwise convolution over 128+ channels breaks). This model
 computes the same integers (true convolution, zero padding, stride, dilation, groups, then
 Lava's 24-bit wrap ``signed_clamp``) with one BLAS matrix product per group. It is selected for
 ``Conv`` through the run configuration's ``exception_proc_model_map``; the test suite checks it
@@ -57,11 +58,13 @@ class PyConvModelFixedVectorised(PyLoihiProcessModel):
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     weight: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
-    kernel_size: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
-    stride: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
-    padding: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
-    dilation: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
-    groups: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    # Lava's own model stores these as int8, so a depthwise convolution over more than 127
+    # channels wraps ``groups`` to a negative number; int32 keeps the Process's values intact.
+    kernel_size: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    stride: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    padding: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    dilation: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    groups: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
     num_message_bits: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=5)
     weight_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
     num_weight_bits: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=5)
