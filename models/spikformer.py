@@ -44,10 +44,12 @@ class SpikformerConfig:
     attn_scale: float = 0.125
     attn_threshold: float = 0.5
     tau: float = 2.0
+    attention: str = "ssa"
 
     def __post_init__(self) -> None:
         self._check_types()
         self._check_shapes()
+        self._check_attention()
 
     def _check_types(self) -> None:
         for name in _POSITIVE_INTS + ("sps_pools",):
@@ -66,6 +68,11 @@ class SpikformerConfig:
             setattr(self, name, float(value))
         if self.tau < 1.0:
             raise ValueError(f"tau must be >= 1 (decay 1/tau in (0, 1]), got {self.tau}")
+
+    def _check_attention(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention {self.attention!r} is not one of "
+                             f"{', '.join(sorted(ATTENTIONS))}")
 
     def _check_shapes(self) -> None:
         if self.dim % self.heads:
@@ -218,12 +225,16 @@ class MLP(nn.Module):
         return self.fc2_lif(_linear_bn(self.fc2_linear, self.fc2_bn, h))
 
 
+#: The attention mechanisms a Spikformer block can use (``SpikformerConfig.attention``).
+ATTENTIONS: dict[str, Callable[[SpikformerConfig], nn.Module]] = {"ssa": SSA}
+
+
 class Block(nn.Module):
-    """Encoder block: ``x = x + SSA(x); x = x + MLP(x)``."""
+    """Encoder block: ``x = x + Attention(x); x = x + MLP(x)`` (attention from the config)."""
 
     def __init__(self, cfg: SpikformerConfig):
         super().__init__()
-        self.attn = SSA(cfg)
+        self.attn = ATTENTIONS[cfg.attention](cfg)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -82,13 +82,28 @@ def _sps(g: ir.Graph, sps, src: str) -> str:
     return g.add("sps.tokens", ir.Tokens(), [x])
 
 
+def _ssa(g: ir.Graph, prefix: str, attn, x: str) -> str:
+    """Spikformer SSA: q, k, v = LIF(BN(Linear(x))); LIF(scale (QK^T)V); proj. Returns spikes."""
+    qkv = [_synapse_bn_lif(g, prefix, attn, part, x, -1) for part in "qkv"]
+    a = g.add(f"{prefix}.ssa", ir.SSA(int(attn.heads), float(attn.scale)), qkv)
+    a = _lif(g, f"{prefix}.attn_lif", attn.attn_lif, a)
+    return _synapse_bn_lif(g, prefix, attn, "proj", a, -1)
+
+
+def _attention_converters() -> dict:
+    """Attention module type -> converter(graph, prefix, module, input) -> output node."""
+    from ..zoo.spikformer import SSA
+
+    return {SSA: _ssa}
+
+
 def _block(g: ir.Graph, i: int, block, x: str) -> str:
     prefix = f"blocks.{i}"
-    attn = block.attn
-    qkv = [_synapse_bn_lif(g, f"{prefix}.attn", attn, part, x, -1) for part in "qkv"]
-    a = g.add(f"{prefix}.attn.ssa", ir.SSA(int(attn.heads), float(attn.scale)), qkv)
-    a = _lif(g, f"{prefix}.attn.attn_lif", attn.attn_lif, a)
-    a = _synapse_bn_lif(g, f"{prefix}.attn", attn, "proj", a, -1)
+    converter = _attention_converters().get(type(block.attn))
+    if converter is None:
+        raise UnsupportedModelError(f"{prefix}.attn: no converter for "
+                                    f"{type(block.attn).__name__}")
+    a = converter(g, f"{prefix}.attn", block.attn, x)
     x = g.add(f"{prefix}.attn_residual", ir.Add(), [x, a])
     h = _synapse_bn_lif(g, f"{prefix}.mlp", block.mlp, "fc1", x, -1)
     h = _synapse_bn_lif(g, f"{prefix}.mlp", block.mlp, "fc2", h, -1)

@@ -141,21 +141,47 @@ def quantize(graph: ir.Graph, target: Target) -> QuantizedGraph:
             nodes.extend(nodes_)
             layers.append(info)
             absorbed[node.inputs[0]] = node
-        elif isinstance(op, (ir.Input, ir.Add, ir.Tokens, ir.SpikeMaxPool, ir.Readout)):
+        elif isinstance(op, EXACT_OPS):
             nodes.append(ir.Node(node.name, op, list(node.inputs), dict(node.meta)))
-        elif isinstance(op, (ir.Conv2d, ir.Linear, ir.SSA)):
+        elif type(op) in SYNAPSE_RULES:
             continue  # lowered together with the neuron it feeds (checked there)
         else:
             raise QuantizationError(f"{node.name}: {type(op).__name__} cannot be quantized; run "
                                     "the float pipeline first (it folds BatchNorm and "
                                     "canonicalises neurons)")
     for node in graph:
-        if isinstance(node.op, (ir.Conv2d, ir.Linear, ir.SSA)) and node.name not in absorbed:
+        if type(node.op) in SYNAPSE_RULES and node.name not in absorbed:
             raise QuantizationError(f"{node.name}: a {type(node.op).__name__} must feed exactly "
                                     "one spiking neuron to be lowered to Loihi")
     int_graph = graph.rebuild(nodes, graph.output)
     int_graph.meta["target"] = target.name
     return QuantizedGraph(int_graph, layers)
+
+
+def _weighted(graph, syn_node, neuron_node, ranges, target):
+    """Conv2d / Linear feeding a neuron."""
+    src = syn_node.inputs[0]
+    if src not in ranges:
+        raise QuantizationError(f"{syn_node.name}: its input {src} is not an integer tensor")
+    return _quantize_synapse(neuron_node.name, syn_node.op, neuron_node.op, ranges[src], target)
+
+
+def _attention(graph, syn_node, neuron_node, ranges, target):
+    """Spikformer SSA feeding its attention neuron."""
+    for src in syn_node.inputs:
+        if ranges.get(src) != ValueRange(1, 1.0):
+            raise QuantizationError(f"{syn_node.name}: attention inputs must be spikes")
+    tokens, channels = graph.shape(syn_node.name)
+    return _quantize_attention(neuron_node.name, syn_node.op, neuron_node.op, tokens,
+                               channels // syn_node.op.heads, target)
+
+
+#: Ops that are already exact integer operations and pass through unchanged.
+EXACT_OPS = (ir.Input, ir.Add, ir.Tokens, ir.SpikeMaxPool, ir.Readout)
+
+#: How each kind of neuron input is quantized together with its neuron:
+#: ``rule(graph, synapse_node, neuron_node, ranges, target) -> (int_synapse, LoihiLIF, info)``.
+SYNAPSE_RULES = {ir.Conv2d: _weighted, ir.Linear: _weighted, ir.SSA: _attention}
 
 
 def _lower_neuron(graph, node, ranges, target):
@@ -165,23 +191,12 @@ def _lower_neuron(graph, node, ranges, target):
     if len(graph.users(syn_node.name)) != 1:
         raise QuantizationError(f"{syn_node.name}: feeds several nodes; Loihi synapses feed one "
                                 "neuron population")
-    syn = syn_node.op
-    if isinstance(syn, (ir.Conv2d, ir.Linear)):
-        src = syn_node.inputs[0]
-        if src not in ranges:
-            raise QuantizationError(f"{syn_node.name}: its input {src} is not an integer tensor")
-        int_syn, lif, info = _quantize_synapse(node.name, syn, node.op, ranges[src], target)
-    elif isinstance(syn, ir.SSA):
-        for src in syn_node.inputs:
-            if ranges.get(src) != ValueRange(1, 1.0):
-                raise QuantizationError(f"{syn_node.name}: attention inputs must be spikes")
-        tokens, channels = graph.shape(syn_node.name)
-        int_syn, lif, info = _quantize_attention(node.name, syn, node.op, tokens,
-                                                 channels // syn.heads, target)
-    else:
+    rule = SYNAPSE_RULES.get(type(syn_node.op))
+    if rule is None:
         raise QuantizationError(f"{node.name}: input {syn_node.name} is a "
-                                f"{type(syn).__name__}; a neuron must be fed by Conv2d, Linear "
-                                "or attention")
+                                f"{type(syn_node.op).__name__}; a neuron must be fed by one of "
+                                f"{', '.join(t.__name__ for t in SYNAPSE_RULES)}")
+    int_syn, lif, info = rule(graph, syn_node, node, ranges, target)
     info.synapse = syn_node.name
     return [ir.Node(syn_node.name, int_syn, list(syn_node.inputs), dict(syn_node.meta)),
             ir.Node(node.name, lif, [syn_node.name], dict(node.meta))], info
