@@ -272,8 +272,6 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 def apply_threads(threads: int | None) -> None:
     """Set the thread-count variables the spawned measuring processes will start with."""
     if threads is not None:
-        if threads < 1:
-            raise SystemExit("--threads must be >= 1")
         for name in THREAD_VARIABLES:
             os.environ[name] = str(threads)
 
@@ -282,14 +280,26 @@ def threads_setting() -> dict:
     return {name: os.environ.get(name) for name in THREAD_VARIABLES}
 
 
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_common_args(parser) -> None:
     parser.add_argument("--model", choices=("digits", "cifar", "both"), default="both",
                         help="which model(s) to benchmark (default: both)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions (a rough figure in a fraction of the time)")
-    parser.add_argument("--reps", type=int, default=None, metavar="N",
+    parser.add_argument("--reps", type=_positive_int, default=None, metavar="N",
                         help="warm repetitions per method (overrides the --quick/full default)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                         help="limit torch and numpy/OpenBLAS to N threads in the measuring "
                              "processes (sets OMP/OPENBLAS/MKL_NUM_THREADS; default: the "
                              "libraries' own default, one per core). On a shared, busy machine "

@@ -138,10 +138,10 @@ def report(result: dict) -> str:
     for r in result["results"]:
         what = "export" if r["export_includes_write"] else "compile only (no bundle written)"
         ratio, best = r["ratio_export_over_onnx"], r["ratio_export_over_onnx_min"]
+        ours, onnx = r["neurocompile"]["total"]["median_s"], r["onnx"]["time"]["median_s"]
         lines.append(f"{r['model']:>6}: neurocompile {what} / torch.onnx.export = {ratio:.2f} "
-                     f"-> {C.slower_faster(ratio)}  ({C.fmt_s(r['neurocompile']['total']['median_s'])}"
-                     f" vs {C.fmt_s(r['onnx']['time']['median_s'])}); fastest reps: {best:.2f} "
-                     f"-> {C.slower_faster(best)}")
+                     f"-> {C.slower_faster(ratio)}  ({C.fmt_s(ours)} vs {C.fmt_s(onnx)}); "
+                     f"fastest reps: {best:.2f} -> {C.slower_faster(best)}")
         if r["neurocompile"]["write_error"]:
             lines.append(f"        NOTE: bundle not written, {r['neurocompile']['write_error']}")
     note = C.contention_warning(contention_entries(result))

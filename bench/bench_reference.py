@@ -30,13 +30,15 @@ METHOD_LABELS = {"torch": "torch float forward (no_grad)",
 
 
 def make_images(model: str, batch: int):
-    """Integer images (B, C, H, W): digits test images 0..16, or random uint8 0..255."""
+    """Integer images (B, C, H, W): digits test images 0..16 (cycled past 450), or random
+    uint8 0..255."""
     import numpy as np
 
     if model == "digits":
         from neurocompile.datasets import digits_split
 
-        return digits_split().test_x[:batch]
+        test = digits_split().test_x
+        return test[:batch] if batch <= len(test) else np.resize(test, (batch, *test.shape[1:]))
     shape = (batch, C.CIFAR_CONFIG["in_channels"], C.CIFAR_CONFIG["img_size"],
              C.CIFAR_CONFIG["img_size"])
     return np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
@@ -198,13 +200,14 @@ def main(argv: list[str] | None = None) -> int:
                     "the float PyTorch forward pass of the same model, same images and batch "
                     "size. Prints the ratio reference / torch (<1 = the reference is slower).")
     C.add_common_args(parser)
-    parser.add_argument("--batch-digits", type=int, default=BATCH["digits"], metavar="B",
+    parser.add_argument("--batch-digits", type=C._positive_int, default=BATCH["digits"],
+                        metavar="B",
                         help=f"batch size for the digits model (default {BATCH['digits']})")
-    parser.add_argument("--batch-cifar", type=int, default=BATCH["cifar"], metavar="B",
+    parser.add_argument("--batch-cifar", type=C._positive_int, default=BATCH["cifar"], metavar="B",
                         help=f"batch size for the CIFAR-shape model (default {BATCH['cifar']})")
     parser.add_argument("--profile", action="store_true",
-                        help="also cProfile one warm run_int call per model and print the top "
-                             "functions by own time")
+                        help="also cProfile one warm run_int call per model and print the time "
+                             "per kernel (op type) and the top functions by own time")
     args = parser.parse_args(argv)
     C.apply_threads(args.threads)
     json_only = args.json == "-"
