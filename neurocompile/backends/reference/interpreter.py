@@ -31,7 +31,7 @@ class Trace:
 
 
 def _run(graph: Graph, images: np.ndarray, steps: int, kernels: dict[type, Kernel],
-         record: Iterable[str] | None, dtype) -> Trace:
+         record: Iterable[str] | None, dtype, spike_dtype=None) -> Trace:
     graph.validate()
     record = set(graph.nodes) if record is None else set(record)
     batch = images.shape[0]
@@ -48,7 +48,10 @@ def _run(graph: Graph, images: np.ndarray, steps: int, kernels: dict[type, Kerne
             inputs = [values[i] for i in node.inputs] if node.inputs else [images]
             values[node.name] = kernel(node.op, inputs, states[node.name], t)
             if node.name in recorded:
-                recorded[node.name].append(values[node.name])
+                value = values[node.name]
+                if spike_dtype is not None and node.op.spiking:
+                    value = value.astype(spike_dtype)  # 0/1: a byte each, not eight
+                recorded[node.name].append(value)
         logits = values[graph.output]
         del values
     if not isinstance(graph[graph.output].op, Readout):
@@ -70,4 +73,5 @@ def run_int(graph: Graph, images: np.ndarray, steps: int,
     images = np.asarray(images)
     if images.dtype.kind not in "iu":
         raise GraphError("the integer interpreter takes integer images")
-    return _run(graph, images.astype(np.int64), steps, int_kernels.KERNELS, record, int)
+    return _run(graph, images.astype(np.int64), steps, int_kernels.KERNELS, record, int,
+                spike_dtype=np.int8)
