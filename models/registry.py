@@ -24,6 +24,21 @@ CHECKPOINT_FORMAT_VERSION = 1
 # Shipped checkpoints, relative to the models/ folder (the ``neurocompile.zoo`` package).
 ZOO: dict[str, str] = {
     "spikformer_digits": "checkpoints/spikformer_digits.pt",
+    "ssa_bin_digits": "checkpoints/ssa_bin_digits.pt",
+    "xnor_digits": "checkpoints/xnor_digits.pt",
+    "xnor_gray_digits": "checkpoints/xnor_gray_digits.pt",
+    "xnor_log_digits": "checkpoints/xnor_log_digits.pt",
+    "xnor_gray2d_digits": "checkpoints/xnor_gray2d_digits.pt",
+    "xnor_log2d_digits": "checkpoints/xnor_log2d_digits.pt",
+    # python -m neurocompile.zoo.train --arch spikformer --attention qk_token --epochs 40
+    #     --threads 1 --seed 0 --out models/checkpoints/qk_token_digits.pt
+    "qk_token_digits": "checkpoints/qk_token_digits.pt",
+    # python -m neurocompile.zoo.train --arch spikformer --attention qk_channel --epochs 40
+    #     --threads 1 --seed 0 --out models/checkpoints/qk_channel_digits.pt
+    "qk_channel_digits": "checkpoints/qk_channel_digits.pt",
+    # python -m neurocompile.zoo.train --arch spikformer --attention sdsa --epochs 40
+    #     --threads 1 --seed 0 --out models/checkpoints/sdsa_digits.pt
+    "sdsa_digits": "checkpoints/sdsa_digits.pt",
 }
 
 

@@ -20,6 +20,9 @@ from .neurons import MultiStepLIF
 _POSITIVE_INTS = ("img_size", "in_channels", "num_classes", "dim", "heads", "depth",
                   "mlp_ratio", "T", "sps_stages")
 _POSITIVE_FLOATS = ("input_scale", "attn_scale", "attn_threshold", "tau")
+#: upper bounds, checked before any tensor is allocated (a checkpoint's config is untrusted data)
+_MAX_INTS = {"img_size": 1024, "in_channels": 1024, "num_classes": 100_000, "dim": 8192,
+             "heads": 1024, "depth": 128, "mlp_ratio": 64, "T": 1024, "sps_stages": 16}
 
 
 @dataclass
@@ -45,11 +48,15 @@ class SpikformerConfig:
     attn_threshold: float = 0.5
     tau: float = 2.0
     attention: str = "ssa"
+    pe: str = "none"  # XNOR attention's relative positions: none | gray | log
+    pe_dims: int = 1  # 1: the token index; 2: the patch row and column
+    pe_bits: int = 0  # Gray-PE bits per axis; 0: as many as the positions need
 
     def __post_init__(self) -> None:
         self._check_types()
         self._check_shapes()
         self._check_attention()
+        self._check_position_encoding()
 
     def _check_types(self) -> None:
         for name in _POSITIVE_INTS + ("sps_pools",):
@@ -59,12 +66,16 @@ class SpikformerConfig:
         for name in _POSITIVE_INTS:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+            if getattr(self, name) > _MAX_INTS[name]:
+                raise ValueError(f"{name} = {getattr(self, name)} is above its limit "
+                                 f"{_MAX_INTS[name]}")
         if self.sps_pools < 0:
             raise ValueError(f"sps_pools must be >= 0, got {self.sps_pools}")
         for name in _POSITIVE_FLOATS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
             setattr(self, name, float(value))
         if self.tau < 1.0:
             raise ValueError(f"tau must be >= 1 (decay 1/tau in (0, 1]), got {self.tau}")
@@ -73,6 +84,17 @@ class SpikformerConfig:
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention {self.attention!r} is not one of "
                              f"{', '.join(sorted(ATTENTIONS))}")
+
+    def _check_position_encoding(self) -> None:
+        if self.pe not in ("none", "gray", "log"):
+            raise ValueError(f"pe {self.pe!r} is not one of none, gray, log")
+        for name, allowed in (("pe_dims", (1, 2)), ("pe_bits", range(17))):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+                raise ValueError(f"{name} must be an int in {allowed}, got {value!r}")
+        if self.pe != "none" and self.attention != "xnor":
+            raise ValueError(f"pe = {self.pe!r} applies to attention 'xnor' only; set "
+                             f"attention='xnor' or pe='none'")
 
     def _check_shapes(self) -> None:
         if self.dim % self.heads:
@@ -242,17 +264,26 @@ class Block(nn.Module):
         return x + self.mlp(x)
 
 
+#: Attention kinds whose encoder is not Spikformer's spike-residual one: ``name -> (tokenizer,
+#: block, head neuron)`` factories. Membrane-shortcut encoders (``attention_sdsa.py``) end in a
+#: membrane, so a LIF (``head_lif``) turns it into spikes before the head.
+ENCODERS: dict[str, tuple[Callable, Callable, Callable | None]] = {}
+
+
 class Spikformer(nn.Module):
     """SPS tokenizer, ``depth`` encoder blocks, linear head on tokens averaged over N and T.
 
-    ``logits = head(mean_t mean_n blocks(SPS(repeat_T(images * input_scale))))``.
+    ``logits = head(mean_t mean_n blocks(SPS(repeat_T(images * input_scale))))``; the tokenizer,
+    the blocks and an optional ``head_lif`` come from ``ENCODERS`` for some attention kinds.
     """
 
     def __init__(self, config: SpikformerConfig | None = None):
         super().__init__()
         self.config = config if config is not None else SpikformerConfig()
-        self.sps = SPS(self.config)
-        self.blocks = nn.ModuleList(Block(self.config) for _ in range(self.config.depth))
+        tokenizer, block, head_neuron = ENCODERS.get(self.config.attention, (SPS, Block, None))
+        self.sps = tokenizer(self.config)
+        self.blocks = nn.ModuleList(block(self.config) for _ in range(self.config.depth))
+        self.head_lif = head_neuron(self.config) if head_neuron else None
         self.head = nn.Linear(self.config.dim, self.config.num_classes)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -265,4 +296,19 @@ class Spikformer(nn.Module):
         x = self.sps(self.encode(images))
         for block in self.blocks:
             x = block(x)
+        if self.head_lif is not None:
+            x = self.head_lif(x)
         return self.head(x.mean(2).mean(0))
+
+
+# Attention kinds defined in their own files (they build on this module, so they come last).
+from .attention_qk import QKChannelAttention, QKTokenAttention  # noqa: E402
+from .attention_sdsa import SDSA, MembraneBlock, MembraneSPS  # noqa: E402
+
+ATTENTIONS.update(qk_token=QKTokenAttention, qk_channel=QKChannelAttention, sdsa=SDSA)
+ENCODERS["sdsa"] = (MembraneSPS, MembraneBlock, lambda cfg: MultiStepLIF(cfg.tau))
+
+from .attention_binary import SSABin  # noqa: E402
+from .attention_xnor import XNORAttention  # noqa: E402
+
+ATTENTIONS.update(ssa_bin=SSABin, xnor=XNORAttention)

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from neurocompile.datasets import digits_split
 
 from .registry import ARCHITECTURES, build_model, make_checkpoint
+from .spikformer import ATTENTIONS
 
 CONFIG_FLAGS = ("dim", "depth", "heads", "T")
 
@@ -49,6 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("model config (defaults: the architecture's config defaults)")
     for flag in CONFIG_FLAGS:
         g.add_argument(f"--{flag}", type=int, default=None, help=f"override config.{flag}")
+    g.add_argument("--attention", default=None, choices=sorted(ATTENTIONS),
+                   help="override config.attention (the attention mechanism)")
+    g.add_argument("--pe", default=None, choices=("none", "gray", "log"),
+                   help="override config.pe (relative positions of xnor attention)")
+    g.add_argument("--pe-2d", action="store_true",
+                   help="2D relative positions: patch row and column (config.pe_dims = 2)")
+    g.add_argument("--pe-bits", type=int, default=None, help="override config.pe_bits")
     return p.parse_args(argv)
 
 
@@ -82,7 +90,12 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, float]:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     torch.set_num_threads(args.threads)
-    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS + ("attention",)
+                 if getattr(args, k) is not None}
+    overrides.update({k: getattr(args, k) for k in ("pe", "pe_bits")
+                      if getattr(args, k) is not None})
+    if args.pe_2d:
+        overrides["pe_dims"] = 2
     model = build_model(args.arch, overrides)
     split = digits_split()
     tx, ty = torch.from_numpy(split.train_x).float(), torch.from_numpy(split.train_y)

@@ -32,6 +32,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPH_FILE = "model.nir"
 SOURCE_FILE = "source.pt"
+MAX_MANIFEST_BYTES = 1 << 24
+MAX_STEPS = 1024  # SpikformerConfig's limit on T
 
 
 @dataclass
@@ -96,10 +98,10 @@ def write_bundle(compiled, out: str | Path) -> Path:
                                 "choose another output directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary directory
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is a plain directory
         write_nir(compiled.graph, tmp / GRAPH_FILE)
         shutil.copyfile(compiled.source.path, tmp / SOURCE_FILE)
         files = {name: _sha256(tmp / name) for name in (GRAPH_FILE, SOURCE_FILE)}
@@ -119,13 +121,17 @@ def _replace_dir(new: Path, out: Path) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
     os.rmdir(old)
-    os.rename(out, old)
     try:
+        os.rename(out, old)
         os.rename(new, out)
     except BaseException:
-        os.rename(old, out)
+        # Whatever was interrupted (even between the two renames), put the old bundle back.
+        if old.exists() and not out.exists():
+            os.rename(old, out)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if old.exists() and out.exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -138,8 +144,13 @@ def read_bundle(path: str | Path) -> Bundle:
     if not manifest_path.is_file():
         raise NeurocompileError(f"{path}: not a neurocompile bundle (no {MANIFEST})")
     try:
+        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise NeurocompileError(f"{manifest_path}: too large for a bundle manifest")
         manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise NeurocompileError(f"{manifest_path}: cannot be read ({exc.strerror or exc})") \
+            from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise NeurocompileError(f"{manifest_path}: not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise NeurocompileError(f"{manifest_path}: not a neurocompile bundle manifest")
@@ -150,11 +161,24 @@ def read_bundle(path: str | Path) -> Bundle:
     files = manifest.get("files")
     if not isinstance(files, dict) or set(files) != {GRAPH_FILE, SOURCE_FILE}:
         raise NeurocompileError(f"{manifest_path}: the file list is missing or incomplete")
+    steps, target = manifest.get("steps"), manifest.get("target")
+    if type(steps) is not int or not 1 <= steps <= MAX_STEPS:
+        raise NeurocompileError(f"{manifest_path}: steps must be an integer in 1..{MAX_STEPS}, "
+                                f"got {str(steps)[:40]!r}")
+    if not isinstance(target, str) or not target:
+        raise NeurocompileError(f"{manifest_path}: target must be a target name")
     for name, digest in files.items():
         file = path / name
         if not file.is_file():
             raise NeurocompileError(f"{path}: {name} is missing")
+        if not isinstance(digest, str):
+            raise NeurocompileError(f"{manifest_path}: the hash of {name} is not a string")
         if _sha256(file) != digest:
             raise NeurocompileError(f"{path}: {name} does not match its hash in {MANIFEST} "
                                     "(the bundle was modified or damaged); re-export it")
-    return Bundle(path, read_nir(path / GRAPH_FILE), manifest)
+    graph = read_nir(path / GRAPH_FILE)
+    for key in ("steps", "target"):
+        if key in graph.meta and graph.meta[key] != manifest[key]:
+            raise NeurocompileError(f"{manifest_path}: {key} = {manifest[key]!r} disagrees with "
+                                    f"{GRAPH_FILE} ({graph.meta[key]!r}); re-export the bundle")
+    return Bundle(path, graph, manifest)

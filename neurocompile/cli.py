@@ -1,4 +1,4 @@
-"""The ``neurocompile`` command line: export, simulate, verify, report, zoo.
+"""The ``neurocompile`` command line: export, simulate, verify, report, zoo, convert.
 
 A thin layer over the library: it parses arguments, shows progress, prints text or JSON, and turns
 every expected failure into one line on stderr and a non-zero exit (2: bad input, 3: Lava failed).
@@ -57,7 +57,15 @@ def cmd_export(args) -> None:
 
     with _status("compiling", not args.json):
         compiled = compile_checkpoint(args.model, args.target, allow_pickle=args.unsafe_pickle)
-        out = write_bundle(compiled, args.output)
+        if compiled.limits:  # refuse before writing anything; name every offending layer
+            from .quantize.limits import LimitError
+
+            raise LimitError(f"{args.model}: not exported", compiled.target, compiled.limits)
+        try:
+            out = write_bundle(compiled, args.output)
+        except OSError as exc:  # nothing was written: write_bundle is atomic
+            raise NeurocompileError(f"{args.output}: cannot write the bundle "
+                                    f"({exc.strerror or exc})") from exc
     layers = compiled.quantized.layers
     payload = {"bundle": str(out), "target": compiled.target.name,
                "architecture": compiled.source.architecture, "layers": len(layers),
@@ -73,12 +81,35 @@ def cmd_export(args) -> None:
 
 
 # -- simulate / verify ----------------------------------------------------------------------------
+def _checked_bundle(path):
+    """Read a bundle and refuse it, before any simulation, if its graph exceeds its target."""
+    from .bundle import read_bundle
+    from .quantize.limits import LimitError, check_limits
+    from .target import load_target
+
+    bundle = read_bundle(path)
+    try:
+        target = load_target(bundle.target)
+    except NeurocompileError as exc:
+        raise NeurocompileError(f"{bundle.path}: cannot check the bundle against its target "
+                                f"{bundle.target!r}: {exc}") from exc
+    violations = check_limits(bundle.graph, target)
+    if violations:
+        raise LimitError(f"{bundle.path}: refused", target, violations)
+    return bundle
+
+
 def _inputs(args, bundle):
     from .evaluate import digits_test_samples, load_inputs
 
     if getattr(args, "input", None):
         return load_inputs(args.input, bundle.graph)
-    return digits_test_samples(args.samples)
+    samples = digits_test_samples(args.samples)
+    expected = next((n.op.shape for n in bundle.graph if type(n.op).__name__ == "Input"), None)
+    if expected is not None and tuple(samples.images.shape[1:]) != tuple(expected):
+        raise NeurocompileError(f"{bundle.path}: the model takes inputs of shape {expected}, the "
+                                f"digits test split is {samples.images.shape[1:]}; pass --input")
+    return samples
 
 
 def _simulate(args, bundle, samples, backend: str):
@@ -96,10 +127,9 @@ def _simulate(args, bundle, samples, backend: str):
 
 
 def cmd_simulate(args) -> None:
-    from .bundle import read_bundle
     from .evaluate import accuracy, spiking_nodes
 
-    bundle = read_bundle(args.bundle)
+    bundle = _checked_bundle(args.bundle)
     samples = _inputs(args, bundle)
     trace = _simulate(args, bundle, samples, args.backend)
     predictions = trace.predictions()
@@ -116,11 +146,10 @@ def cmd_simulate(args) -> None:
 
 
 def cmd_verify(args) -> None:
-    from .bundle import read_bundle
     from .evaluate import accuracy, float_predictions, spike_mismatches
     from .frontend import load_checkpoint
 
-    bundle = read_bundle(args.bundle)
+    bundle = _checked_bundle(args.bundle)
     samples = _inputs(args, bundle)
     source = load_checkpoint(bundle.source_path)
     float_pred = float_predictions(source.model, samples.images)
@@ -155,27 +184,39 @@ def cmd_verify(args) -> None:
 # -- report ---------------------------------------------------------------------------------------
 def cmd_report(args) -> None:
     from .bundle import read_bundle
-    from .estimate import build_report, count_activity, estimate_energy, format_markdown, \
-        format_text
+    from .estimate import analyse, format_html, format_markdown, format_text
     from .target import load_target
 
     bundle = read_bundle(args.bundle)
+    target = load_target(bundle.target)
+    model = args.energy_model or target.default_energy_model
+    if model not in target.energy_models:  # fail before the (long) reference run
+        raise NeurocompileError(f"unknown energy model {model!r} for target {target.name!r}; "
+                                f"available: {', '.join(sorted(target.energy_models))}")
     samples = _inputs(args, bundle)
     args.json = args.format == "json"
     trace = _simulate(args, bundle, samples, "reference")
-    counts = count_activity(bundle.graph, trace)
-    energy = estimate_energy(counts, load_target(bundle.target), args.energy_model)
-    report = build_report(bundle.graph, counts, energy,
-                          {"bundle": str(bundle.path), "target": bundle.target,
-                           "architecture": bundle.manifest.get("architecture")})
+    with _status("mapping onto cores and estimating energy and time", not args.json):
+        estimate = analyse(bundle.graph, trace, target, model)
+        attention = (bundle.graph.meta.get("config") or {}).get("attention")
+        report = estimate.report({"bundle": str(bundle.path), "target": bundle.target,
+                                  "architecture": bundle.manifest.get("architecture"),
+                                  "attention": attention})
     if args.format == "json":
         text = json.dumps(report, indent=2, sort_keys=True)
     elif args.format == "md":
         text = format_markdown(report)
+    elif args.format == "html":
+        with _status("drawing the HTML report", args.output is not None):
+            text = format_html(report)
     else:
         text = format_text(report)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        try:
+            Path(args.output).write_text(text + "\n")
+        except OSError as exc:
+            raise NeurocompileError(f"{args.output}: cannot write the report "
+                                    f"({exc.strerror or exc})") from exc
     else:
         print(text)
 
@@ -204,9 +245,50 @@ def cmd_zoo(args) -> None:
     _emit(args, {"checkpoints": entries}, text)
 
 
+# -- convert --------------------------------------------------------------------------------------
+def cmd_convert(args) -> None:
+    from .backends.onnx import OPSET, write_onnx
+    from .bundle import read_bundle
+
+    bundle = read_bundle(args.bundle)
+    model = write_onnx(bundle.graph, bundle.steps, args.output)
+    outputs = [o.name for o in model.graph.output]
+    payload = {"onnx": str(args.output), "bundle": str(bundle.path), "opset": OPSET,
+               "steps": bundle.steps, "nodes": len(model.graph.node), "inputs": ["images"],
+               "outputs": outputs, "bytes": Path(args.output).stat().st_size}
+    _emit(args, payload, f"wrote ONNX (opset {OPSET}, {bundle.steps} steps unrolled, "
+                         f"{len(model.graph.node)} nodes, outputs logits + {len(outputs) - 1} "
+                         f"spike tensors) -> {args.output}")
+
+
 # -- parser ---------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2) like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"neurocompile: error: {self.prog}: {message} "
+                                  f"(see `{self.prog} --help`)\n")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive finite number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="neurocompile",
         description="Compile trained spiking transformers (attention included) to a bit-accurate "
                     "Loihi 2 simulation in Lava, and estimate their energy.",
@@ -228,12 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     def data_args(p, samples_default):
-        p.add_argument("--samples", type=int, default=samples_default,
+        p.add_argument("--samples", type=_integer, default=samples_default,
                        help=f"first N images of the digits test split (default: "
                             f"{samples_default or 'all 450'})")
         p.add_argument("--input", help="a .npy array (batch, C, H, W) of integer images to use "
                                        "instead of the digits test split")
-        p.add_argument("--timeout", type=float, default=None,
+        p.add_argument("--timeout", type=_seconds, default=None,
                        help="time limit in seconds for a Lava run (default: sized to the run)")
 
     p = sub.add_parser("simulate", help="run a bundle on the integer reference or in Lava",
@@ -255,21 +337,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("report", help="synaptic operations, firing rates and energy per layer",
+    p = sub.add_parser("report", help="SOPs, firing rates, core mapping, time and energy",
                        description="Count synaptic operations, neuron updates and attention "
-                                   "operations from the actual spikes of the integer reference "
-                                   "and estimate energy with the target's energy model.")
+                                   "operations from the actual spikes of the integer reference, "
+                                   "map the network onto Loihi 2 cores and chips, estimate the "
+                                   "time per step and the energy with the target's energy model.")
     p.add_argument("bundle")
     data_args(p, 100)
-    p.add_argument("--format", choices=("text", "json", "md"), default="text")
+    p.add_argument("--format", choices=("text", "json", "md", "html"), default="text",
+                   help="html: one self-contained file with plots (use -o)")
     p.add_argument("--energy-model", default=None,
-                   help="an energy model of the target file (default: the target's default)")
+                   help="an energy model of the target file, e.g. sop77, horowitz45nm, loihi1, "
+                        "loihi_full (default: the target's default)")
     p.add_argument("-o", "--output", help="write the report to this file")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("zoo", help="list the shipped trained checkpoints")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("convert", help="write a bundle's integer model in another format (ONNX)",
+                       description="Write BUNDLE's integer graph as an ONNX model that computes "
+                                   "exactly what the integer reference computes (T steps "
+                                   "unrolled; input `images` int64, outputs `logits` and "
+                                   "`spikes/<layer>`).")
+    p.add_argument("bundle")
+    p.add_argument("--to", choices=("onnx",), required=True, help="output format")
+    p.add_argument("-o", "--output", required=True, help="file to write (FILE.onnx)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

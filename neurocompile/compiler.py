@@ -1,13 +1,14 @@
 """The library API: checkpoint -> float graph -> passes -> quantized graph, in one call."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ir
 from .frontend import LoadedModel, load_checkpoint, to_graph
 from .passes import run_pipeline
 from .quantize import OverflowFinding, QuantizedGraph, check_overflow, quantize
+from .quantize.limits import LimitViolation, check_limits
 from .target import Target, load_target
 
 
@@ -20,6 +21,8 @@ class Compiled:
     float_graph: ir.Graph
     quantized: QuantizedGraph
     overflow: list[OverflowFinding]
+    #: every value the target cannot hold (``quantize.limits.check_limits``); export refuses if any
+    limits: list[LimitViolation] = field(default_factory=list)
 
     @property
     def graph(self) -> ir.Graph:
@@ -51,4 +54,5 @@ def compile_checkpoint(model: str | Path | LoadedModel, target: str | Target = "
     target = target if isinstance(target, Target) else load_target(target)
     float_graph = run_pipeline(to_graph(loaded))
     quantized = quantize(float_graph, target)
-    return Compiled(loaded, target, float_graph, quantized, check_overflow(quantized.graph, target))
+    return Compiled(loaded, target, float_graph, quantized, check_overflow(quantized.graph, target),
+                    check_limits(quantized.graph, target))

@@ -27,25 +27,65 @@ def digits_test_samples(count: int | None) -> Samples:
     return Samples(split.test_x[:n], split.test_y[:n])
 
 
+#: a --input file larger than this is refused before it is read
+MAX_INPUT_BYTES = 1 << 30
+
+
+def _npy_header(path) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, data offset) from a .npy header, read without loading the data."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                shape, _, dtype = fmt._read_array_header(fh, version)
+            return shape, dtype, fh.tell()
+    except FileNotFoundError:
+        raise NeurocompileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise NeurocompileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises several types
+        detail = " ".join(str(exc).split())[:200]
+        raise NeurocompileError(f"{path}: not a .npy array file ({detail})") from exc
+
+
 def load_inputs(path, graph: ir.Graph) -> Samples:
     """User inputs: a .npy array (B, C, H, W) of non-negative integers within the input range."""
     from pathlib import Path
 
     path = Path(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise NeurocompileError(f"{path}: no such file") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise NeurocompileError(f"{path}: not a readable .npy array ({exc})") from exc
+    if not path.is_file():
+        raise NeurocompileError(f"{path}: no such file")
+    shape, dtype, offset = _npy_header(path)
     node = next(n for n in graph if isinstance(n.op, ir.Input))
     expected = node.op.shape
-    if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
-        raise NeurocompileError(f"{path}: inputs must have shape (batch, {', '.join(map(str, expected))}),"
-                                f" got {array.shape}")
+    if dtype.hasobject:
+        raise NeurocompileError(f"{path}: refused: the array holds Python objects (pickled data "
+                                "can run code); save integer pixel values")
+    if dtype.kind not in "iuf":
+        raise NeurocompileError(f"{path}: inputs must be integers (raw pixel values), got "
+                                f"dtype {dtype}")
+    if len(shape) != len(expected) + 1 or tuple(shape[1:]) != expected or shape[0] < 0:
+        raise NeurocompileError(f"{path}: inputs must have shape (batch, "
+                                f"{', '.join(map(str, expected))}), got {shape}")
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size > MAX_INPUT_BYTES:
+        raise NeurocompileError(f"{path}: {size} bytes of inputs is more than the "
+                                f"{MAX_INPUT_BYTES} accepted")
+    if offset + size > path.stat().st_size:
+        raise NeurocompileError(f"{path}: truncated (its header announces {size} bytes of data, "
+                                f"the file holds {path.stat().st_size - offset})")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, MemoryError) as exc:
+        raise NeurocompileError(f"{path}: not a readable .npy array ({exc})") from exc
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise NeurocompileError(f"{path}: inputs contain NaN or Inf")
-    if array.dtype.kind not in "iuf" or not np.array_equal(array, np.round(array)):
+    if not np.array_equal(array, np.round(array)):
         raise NeurocompileError(f"{path}: inputs must be integers (raw pixel values)")
     if array.size and (array.min() < 0 or array.max() > node.op.max_value):
         raise NeurocompileError(f"{path}: input values must lie in 0..{node.op.max_value}")

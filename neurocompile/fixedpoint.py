@@ -79,3 +79,91 @@ def ssa_product(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int) -> np.n
     attn = qh @ kh.swapaxes(-1, -2)  # (..., heads, N, N), values 0..d
     out = attn @ vh  # (..., heads, N, d)
     return out.swapaxes(-3, -2).reshape(*lead, n, c)
+
+
+def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
+    """(..., N, C) -> (..., heads, N, C / heads) int64: channel group h is head h."""
+    *lead, n, c = x.shape
+    return x.reshape(*lead, n, heads, c // heads).swapaxes(-3, -2).astype(np.int64)
+
+
+def merge_heads(x: np.ndarray) -> np.ndarray:
+    """(..., heads, N, d) -> (..., N, heads * d), the inverse of ``split_heads``."""
+    *lead, heads, n, d = x.shape
+    return x.swapaxes(-3, -2).reshape(*lead, n, heads * d)
+
+
+def binary_attention_map(q: np.ndarray, k: np.ndarray, heads: int,
+                         delta: np.ndarray) -> np.ndarray:
+    """SSA_Bin's binary map per head: ``B_h = (Q_h K_h^T > delta_h)``, int64 0/1 (..., heads, N, N).
+
+    q, k: (..., N, C) spikes; delta: (heads,) integer thresholds on the coincidence counts 0..d.
+    """
+    scores = split_heads(q, heads) @ split_heads(k, heads).swapaxes(-1, -2)
+    return (scores > np.asarray(delta, dtype=np.int64)[:, None, None]).astype(np.int64)
+
+
+def xnor_attention_map(q: np.ndarray, k: np.ndarray, heads: int,
+                       position_bits: np.ndarray) -> np.ndarray:
+    """XNOR map per head, int64 (..., heads, N, N), for spikes q, k (..., N, C).
+
+    The constant position bits P (N, B) (Gray-PE; B may be 0) are appended to every head's Q and
+    K, so with ``Q'_h = [Q_h, P]`` and ``K'_h = [K_h, P]``:
+    ``A_h = Q'_h K'_h^T + (1 - Q'_h)(1 - K'_h)^T = (d + B) - Hamming(Q'_h[i], K'_h[j])``,
+    the AND coincidences plus the NOR coincidences (the AND of the NOT populations).
+    """
+    qh, kh = split_heads(q, heads), split_heads(k, heads)
+    pos = np.asarray(position_bits, dtype=np.int64)
+    matches = qh @ kh.swapaxes(-1, -2) + (1 - qh) @ (1 - kh).swapaxes(-1, -2)
+    return matches + pos @ pos.T + (1 - pos) @ (1 - pos).T
+
+
+def attention_product(attn_map: np.ndarray, v: np.ndarray, heads: int) -> np.ndarray:
+    """Per head ``map_h @ V_h``: map (..., heads, N, N) integers, v (..., N, C) spikes;
+    returns (..., N, C) int64."""
+    return merge_heads(np.asarray(attn_map, dtype=np.int64) @ split_heads(v, heads))
+
+
+def fraction_bits(values: np.ndarray, limit: int) -> int | None:
+    """The fewest fractional bits k <= limit with ``values * 2**k`` all integers, else None."""
+    values = np.asarray(values, dtype=np.float64)
+    for bits in range(limit + 1):
+        scaled = values * 2.0 ** bits
+        if np.array_equal(scaled, np.round(scaled)):
+            return bits
+    return None
+
+
+def attention_threshold(theta: float, gain: float, scale: float, shift: int) -> int:
+    """vth of a Loihi attention neuron (no bias) fed ``a_in = P << shift`` that reproduces a float
+    neuron ``v = leak v + gain * scale * P``, spike iff ``v >= theta``.
+
+    In units of ``alpha = 64 * 2**shift / (gain * scale)`` the float state is ``V = alpha v`` and
+    the float neuron spikes iff ``V >= alpha * theta = 64 * R`` with ``R = 2**shift * theta /
+    (gain * scale)``. While V is a multiple of 64 (see ``quantize.loihi2``), that is
+    ``V > 64 * (ceil(R) - 1)``: ``vth = ceil(R) - 1``, computed in exact rational arithmetic from
+    the float64 parameters.
+    """
+    from fractions import Fraction
+
+    ratio = Fraction(2) ** shift * Fraction(theta) / (Fraction(gain) * Fraction(scale))
+    return -((-ratio.numerator) // ratio.denominator) - 1
+
+
+def head_sum(x: np.ndarray, heads: int) -> np.ndarray:
+    """Spike counts per token and head: (..., N, C) -> (..., N, heads) int64, values 0..C/heads."""
+    *lead, n, c = x.shape
+    return x.reshape(*lead, n, heads, c // heads).astype(np.int64).sum(-1)
+
+
+def token_sum(x: np.ndarray) -> np.ndarray:
+    """Spike counts per channel over the tokens: (..., N, C) -> (..., 1, C) int64, values 0..N."""
+    return x.astype(np.int64).sum(-2, keepdims=True)
+
+
+def broadcast_spikes(x: np.ndarray, broadcast: str, size: int) -> np.ndarray:
+    """``"heads"``: (..., N, h) -> (..., N, size) repeating x[..., n, h] over head h's size / h
+    channels; ``"tokens"``: (..., 1, C) -> (..., size, C) repeating x[..., 0, c] over the tokens."""
+    if broadcast == "heads":
+        return np.repeat(x, size // x.shape[-1], axis=-1)
+    return np.repeat(x, size, axis=-2)

@@ -22,6 +22,18 @@ A layer is a neuron population together with the synapses that feed only it, nam
 neuron (``blocks.0.attn.q_lif`` with synapse ``blocks.0.attn.q_linear``). A synapse that feeds
 anything else (a residual sum, the readout, several nodes) is a layer of its own.
 
+Each layer also carries ``per_step``: the same counts for every time step (``sops``,
+``graded_sops``, ``attention_ops``, ``lut_reads``, ``neuron_updates``, ``active_updates``,
+``spikes``; T entries each, per sample, summing to the layer's totals), ``active_updates``
+(neuron updates in which the neuron received a non-zero input current or spiked; the rest are
+"inactive" updates, which a Loihi-style energy model prices differently) and ``lut_reads``
+(lookup-table reads of table-based attention ops; 0 for the ops that exist today).
+
+Counting rules are a table (``COUNTING_RULES``: op type -> kind and counting function). A new
+synapse or attention op registers its own rule with
+``@register_counting_rule(OpType, "attention")`` without touching the core loop; its function
+returns the part dict described in ``_Counter.synapse``.
+
 Next to the activity counts, each layer carries the papers' analytic form
 ``analytic_sops = input firing rate x T x FLOPs`` (FLOPs = MACs of one time step), where the first
 layer (real-valued input) is counted as MACs (``macs = T x FLOPs``) instead of SOPs. The two forms
@@ -30,6 +42,7 @@ are never mixed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,9 +52,8 @@ from .. import ir
 from ..errors import NeurocompileError
 
 SYNAPSES = (ir.IntConv2d, ir.IntLinear)
-#: ops whose output feeds a neuron population as its input current
-_FEEDERS = (ir.IntConv2d, ir.IntLinear, ir.IntSSA)
-_KIND = {ir.IntConv2d: "conv", ir.IntLinear: "linear", ir.IntSSA: "attention"}
+#: per-step count keys of a part (batch totals per time step)
+STEP_KEYS = ("sops", "graded_sops", "attention_qk_ops", "attention_av_ops", "lut_reads")
 _CHUNK = 512  # (sample, step) pairs per chunk in the attention count (bounds memory)
 
 
@@ -69,6 +81,10 @@ class LayerCounts:
     analytic_sops: float            # input_rate x T x flops (0 for the first layer)
     macs: float                     # T x flops for the first layer (real-valued input), else 0
     first_layer: bool
+    lut_reads: float = 0.0          # lookup-table reads (table-based attention ops)
+    active_updates: float = 0.0     # neuron updates with a non-zero input current or a spike
+    #: the counts of every time step (T entries each, per sample): see the module docstring
+    per_step: dict = field(default_factory=dict)
     #: batch totals (integers) behind the per-sample numbers, used for exact network totals
     totals: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -78,7 +94,9 @@ class LayerCounts:
         for key, value in vars(self).items():
             if key == "totals":
                 continue
-            if isinstance(value, tuple):
+            if key == "per_step":
+                value = {k: [float(x) for x in v] for k, v in value.items()}
+            elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, (bool, np.bool_)):
                 value = bool(value)
@@ -98,6 +116,11 @@ class ActivityCounts:
     samples: int
     steps: int
     count_zero_weights: bool = True
+    #: per node that can send messages (input, neurons, sums, synapses, attention products): how
+    #: often each element sent a non-zero message, summed over the batch and the time steps
+    #: (node shape), and per step (T,). The mapping's traffic estimate reads them.
+    event_maps: dict = field(default_factory=dict, repr=False, compare=False)
+    event_steps: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _total(self, key: str) -> float:
         return sum(int(layer.totals.get(key, 0)) for layer in self.layers) / self.samples
@@ -125,6 +148,21 @@ class ActivityCounts:
     @property
     def total_neuron_updates(self) -> float:
         return self._total("neuron_updates")
+
+    @property
+    def total_active_updates(self) -> float:
+        return self._total("active_updates")
+
+    @property
+    def total_lut_reads(self) -> float:
+        return self._total("lut_reads")
+
+    def per_step(self, key: str) -> np.ndarray:
+        """Network total of a per-step count (T,), per sample."""
+        out = np.zeros(self.steps)
+        for layer in self.layers:
+            out += np.asarray(layer.per_step.get(key, np.zeros(self.steps)), dtype=float)
+        return out
 
     @property
     def total_spikes(self) -> float:
@@ -222,9 +260,14 @@ class _Values:
             x = self(self.graph[name].inputs[0])
             b, t, c, h, w = x.shape
             value = x.reshape(b, t, c, h * w).swapaxes(-1, -2)
-        elif isinstance(op, ir.Add):
+        elif isinstance(op, _SUMS):
             parts = [self(i) for i in self.graph[name].inputs]
             value = sum(parts[1:], parts[0])
+        elif isinstance(op, ir.SpikeBroadcast):
+            from .. import fixedpoint
+
+            value = fixedpoint.broadcast_spikes(self(self.graph[name].inputs[0]), op.broadcast,
+                                                op.size)
         else:
             raise NeurocompileError(
                 f"the trace has no recording of node {name!r}; run the integer interpreter with "
@@ -233,9 +276,10 @@ class _Values:
         return value
 
 
-def _nonzero_map(x: np.ndarray) -> np.ndarray:
-    """Per element: how many (sample, step) pairs hold a non-zero value."""
-    return np.count_nonzero(x, axis=(0, 1)).astype(np.int64)
+#: element-wise sums of their inputs (rebuilt when not recorded; relays on the chip)
+_SUMS = (ir.Add, ir.CurrentSum, ir.CoincidenceInput)
+#: structural nodes: no layer of their own
+_STRUCTURAL = (ir.Input, ir.Add, ir.CurrentSum, ir.Tokens, ir.Readout, ir.SpikeBroadcast)
 
 
 def _real_valued(graph: ir.Graph, name: str) -> bool:
@@ -243,7 +287,7 @@ def _real_valued(graph: ir.Graph, name: str) -> bool:
     op = graph[name].op
     if isinstance(op, ir.Input):
         return True
-    if isinstance(op, (ir.Tokens, ir.Add)):
+    if isinstance(op, (ir.Tokens, ir.Add, ir.CurrentSum)):
         return any(_real_valued(graph, i) for i in graph[name].inputs)
     return False
 
@@ -256,6 +300,95 @@ def _max_values(graph: ir.Graph) -> dict[str, int]:
         return {name: r.max_value for name, r in value_ranges(graph).items()}
     except (NeurocompileError, KeyError):  # not a quantized-style graph: use observed values
         return {}
+
+
+# -- counting rules (a table: op type -> kind and counting function) ------------------------------
+@dataclass(frozen=True)
+class CountingRule:
+    """How to count one op type that feeds a neuron population (a synapse or an attention op).
+
+    ``kind`` names the layer kind in reports and tells the mapper how the op is realised
+    ("conv", "linear": neurocore synapses; "attention": the embedded x86 cores). ``count`` is
+    ``count(counter, node) -> part dict`` (see ``_Counter.synapse`` for the keys).
+    """
+
+    kind: str
+    count: Callable
+
+
+#: op type -> CountingRule; looked up along the op's class hierarchy (a subclass inherits a rule)
+COUNTING_RULES: dict[type, CountingRule] = {}
+
+
+def register_counting_rule(op_type: type, kind: str):
+    """Decorator: ``@register_counting_rule(ir.IntNSAD, "attention")`` over ``f(counter, node)``."""
+    def decorate(function):
+        COUNTING_RULES[op_type] = CountingRule(kind, function)
+        return function
+    return decorate
+
+
+def counting_rule(op) -> CountingRule | None:
+    for cls in type(op).__mro__:
+        if cls in COUNTING_RULES:
+            return COUNTING_RULES[cls]
+    return None
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """A layer as the counter and the mapper see it (from the graph alone, no activity)."""
+
+    name: str
+    kind: str
+    synapses: tuple[str, ...]
+    neuron: str | None
+
+
+def layer_groups(graph: ir.Graph) -> list[LayerGroup]:
+    """The layers of ``graph`` in order: a neuron population with the feeders that feed only it.
+
+    A feeder (an op with a counting rule) belongs to the neuron it feeds when that is its only user;
+    otherwise it is a layer of its own. A ``SpikeMaxPool`` is a layer ("pool"). Structural nodes
+    (input, sums, tokens, readout) are not layers; any other op is an error (not quantized).
+    """
+    owner: dict[str, str] = {}
+    for node in graph:
+        if isinstance(node.op, ir.LoihiLIF):
+            for src in node.inputs:
+                users = graph.users(src)
+                if counting_rule(graph[src].op) is not None and len(users) == 1 \
+                        and users[0].inputs.count(src) == 1:
+                    owner[src] = node.name
+    groups = []
+    for node in graph:
+        op, rule = node.op, counting_rule(node.op)
+        if isinstance(op, ir.LoihiLIF):
+            feeders = [s for s in node.inputs if owner.get(s) == node.name]
+            kinds = list(dict.fromkeys(counting_rule(graph[s].op).kind for s in feeders))
+            groups.append(LayerGroup(node.name, "+".join(kinds) or "neuron", tuple(feeders),
+                                     node.name))
+        elif rule is not None:
+            if node.name not in owner:  # counted on its own (feeds no single neuron)
+                groups.append(LayerGroup(node.name, rule.kind, (node.name,), None))
+        elif isinstance(op, ir.SpikeMaxPool):
+            groups.append(LayerGroup(node.name, "pool", (node.name,), node.name))
+        elif isinstance(op, _STRUCTURAL):
+            continue
+        else:
+            raise NeurocompileError(
+                f"{node.name}: cannot count activity of {type(op).__name__}: quantize the graph "
+                "first, or register a counting rule for it (estimate.register_counting_rule)")
+    return groups
+
+
+#: nodes whose values are no message of their own (views, broadcasts, the host's readout)
+_NO_MESSAGES = (ir.Tokens, ir.SpikeBroadcast, ir.Readout)
+
+
+def _step_nonzero(x: np.ndarray) -> np.ndarray:
+    """Non-zero elements per time step (T,), summed over the batch."""
+    return np.count_nonzero(x.reshape(x.shape[0], x.shape[1], -1), axis=(0, 2)).astype(np.int64)
 
 
 class _Counter:
@@ -278,11 +411,20 @@ class _Counter:
             top = int(np.abs(self.values(src)).max(initial=0))
         return max(1, int(top).bit_length())
 
+    def zeros(self) -> np.ndarray:
+        return np.zeros(self.steps, dtype=np.int64)
+
     # Each part returns a dict of batch totals (integers) and per-layer static numbers.
     def synapse(self, node: ir.Node) -> dict:
+        """A synapse's part. Keys (every rule returns them; batch totals unless said otherwise):
+        sops, graded_sops, attention_qk_ops, attention_av_ops, lut_reads (optional, default 0),
+        nonzero / elements (input events / input slots), payload_bits, fan_out_total, flops
+        (MACs per step), first (real-valued input), analytic, macs (per sample) and ``steps``:
+        {key: (T,) batch totals per step} for the keys of ``STEP_KEYS`` it counts."""
         op, src = node.op, node.inputs[0]
         x = self.values(src)
-        nz = _nonzero_map(x)
+        nz_steps = np.count_nonzero(x, axis=0).astype(np.int64)   # (T, *shape)
+        nz = nz_steps.sum(axis=0)
         in_shape = self.graph.shape(src)
         out_shape = self.graph.shape(node.name)
         if isinstance(op, ir.IntConv2d):
@@ -293,7 +435,8 @@ class _Counter:
         else:
             fanout = np.broadcast_to(linear_fanout(op.weight, self.count_zero_weights), in_shape)
             flops = int(np.prod(in_shape[:-1])) * op.weight.shape[1] * op.weight.shape[0]
-        sops = int((nz * fanout).sum())
+        sops_steps = (nz_steps * fanout).reshape(self.steps, -1).sum(axis=1)
+        sops = int(sops_steps.sum())
         bits = self.payload_bits(src)
         nonzero = int(nz.sum())
         first = _real_valued(self.graph, src)
@@ -304,12 +447,16 @@ class _Counter:
             fan_out_total=int(fanout.sum()), flops=flops, first=first,
             # analytic: rate x T x flops = nonzero / (B T E) x T x flops, per sample
             analytic=0.0 if first else nonzero * flops / (self.samples * elements),
-            macs=float(self.steps * flops) if first else 0.0)
+            macs=float(self.steps * flops) if first else 0.0,
+            steps=dict(sops=sops_steps, graded_sops=sops_steps if bits > 1 else self.zeros()))
 
     def attention(self, node: ir.Node) -> dict:
         op: ir.IntSSA = node.op
         q, k, v = (self.values(i) for i in node.inputs)
-        qk, av = attention_ops(q, k, v, op.heads)
+        per_step = [attention_ops(q[:, t], k[:, t], v[:, t], op.heads) for t in range(self.steps)]
+        qk_steps = np.array([p[0] for p in per_step], dtype=np.int64)
+        av_steps = np.array([p[1] for p in per_step], dtype=np.int64)
+        qk, av = int(qk_steps.sum()), int(av_steps.sum())
         n, c = self.graph.shape(node.name)
         nz_q, nz_k, nz_v = (int(np.count_nonzero(a)) for a in (q, k, v))
         per_product = n * n * c  # MACs of Q K^T (and of (Q K^T) V) in one step, all heads
@@ -318,40 +465,60 @@ class _Counter:
         return dict(sops=qk + av, graded_sops=av, attention_qk_ops=qk, attention_av_ops=av,
                     nonzero=nz_q + nz_k + nz_v, elements=3 * elements,
                     payload_bits=max(1, (c // op.heads).bit_length()), fan_out_total=0,
-                    flops=2 * per_product, first=False, analytic=analytic, macs=0.0)
+                    flops=2 * per_product, first=False, analytic=analytic, macs=0.0,
+                    steps=dict(sops=qk_steps + av_steps, graded_sops=av_steps,
+                               attention_qk_ops=qk_steps, attention_av_ops=av_steps))
 
     def pool(self, node: ir.Node) -> dict:
         op: ir.SpikeMaxPool = node.op
         src = node.inputs[0]
         x = self.values(src)
-        nz = _nonzero_map(x)
+        nz_steps = np.count_nonzero(x, axis=0).astype(np.int64)
+        nz = nz_steps.sum(axis=0)
         c, h, w = self.graph.shape(src)
         fanout = conv_fanout((c, h, w), np.ones((c, 1, op.kernel, op.kernel)), op.stride,
                              op.padding, c)
-        sops = int((nz * fanout).sum())
+        sops_steps = (nz_steps * fanout).reshape(self.steps, -1).sum(axis=1)
+        sops = int(sops_steps.sum())
         bits = self.payload_bits(src)
         flops = int(np.prod(self.graph.shape(node.name))) * op.kernel * op.kernel
         nonzero = int(nz.sum())
         return dict(sops=sops, graded_sops=sops if bits > 1 else 0, nonzero=nonzero,
                     elements=c * h * w * self.samples * self.steps, payload_bits=bits,
                     fan_out_total=int(fanout.sum()), flops=flops, first=False,
-                    analytic=nonzero * flops / (self.samples * c * h * w), macs=0.0)
+                    analytic=nonzero * flops / (self.samples * c * h * w), macs=0.0,
+                    steps=dict(sops=sops_steps, graded_sops=sops_steps if bits > 1
+                               else self.zeros()))
 
     def neuron(self, name: str) -> dict:
+        """Neurons, updates, spikes and active updates (input current != 0 or a spike)."""
         y = self.values(name)
         neurons = int(np.prod(self.graph.shape(name)))
+        fired = y != 0
+        node = self.graph[name]
+        if isinstance(node.op, ir.LoihiLIF):
+            active = fired | (self.values(node.inputs[0]) != 0)
+        else:  # an OR (max-pool) neuron is active exactly when some input of its window spiked
+            active = fired
         return dict(neurons=neurons, neuron_updates=neurons * self.steps * self.samples,
-                    spikes=int(np.count_nonzero(y)))
+                    spikes=int(np.count_nonzero(fired)), active_updates=int(active.sum()),
+                    steps=dict(neuron_updates=np.full(self.steps, neurons * self.samples),
+                               spikes=_step_nonzero(fired), active_updates=_step_nonzero(active)))
 
     def layer(self, name: str, kind: str, synapses: list[str], neuron: str | None,
               parts: list[dict], neuron_part: dict | None) -> LayerCounts:
-        totals = {key: sum(int(p.get(key, 0)) for p in parts)
-                  for key in ("sops", "graded_sops", "attention_qk_ops", "attention_av_ops")}
-        neuron_part = neuron_part or dict(neurons=0, neuron_updates=0, spikes=0)
+        totals = {key: sum(int(p.get(key, 0)) for p in parts) for key in STEP_KEYS}
+        neuron_part = neuron_part or dict(neurons=0, neuron_updates=0, spikes=0,
+                                          active_updates=0, steps={})
         totals["attention_ops"] = totals["attention_qk_ops"] + totals["attention_av_ops"]
-        totals["neuron_updates"] = neuron_part["neuron_updates"]
-        totals["spikes"] = neuron_part["spikes"]
+        for key in ("neuron_updates", "spikes", "active_updates"):
+            totals[key] = neuron_part[key]
         b = self.samples
+        steps = {key: sum((p.get("steps", {}).get(key, self.zeros()) for p in parts), self.zeros())
+                 for key in STEP_KEYS}
+        steps["attention_ops"] = steps.pop("attention_qk_ops") + steps.pop("attention_av_ops")
+        for key in ("neuron_updates", "active_updates", "spikes"):
+            steps[key] = neuron_part["steps"].get(key, self.zeros())
         neurons = neuron_part["neurons"]
         elements = sum(p["elements"] for p in parts)
         return LayerCounts(
@@ -368,44 +535,39 @@ class _Counter:
             flops=sum(p["flops"] for p in parts),
             analytic_sops=float(sum(p["analytic"] for p in parts)),
             macs=float(sum(p["macs"] for p in parts)),
-            first_layer=any(p["first"] for p in parts), totals=totals)
+            first_layer=any(p["first"] for p in parts),
+            lut_reads=totals["lut_reads"] / b, active_updates=totals["active_updates"] / b,
+            per_step={key: value / b for key, value in steps.items()}, totals=totals)
+
+    def events(self) -> tuple[dict, dict]:
+        """Message maps of every node that can send messages on the chip (see ActivityCounts)."""
+        maps, steps = {}, {}
+        for node in self.graph:
+            if not isinstance(node.op, _NO_MESSAGES):
+                x = self.values(node.name) != 0
+                maps[node.name] = np.count_nonzero(x, axis=(0, 1)).astype(np.int64)
+                steps[node.name] = _step_nonzero(x)
+        return maps, steps
 
     def count(self) -> ActivityCounts:
-        graph = self.graph
-        # a feeder (synapse / attention) belongs to the neuron it feeds when that is its only user
-        owner: dict[str, str] = {}
-        for node in graph:
-            if isinstance(node.op, ir.LoihiLIF):
-                for src in node.inputs:
-                    users = graph.users(src)
-                    if isinstance(graph[src].op, _FEEDERS) and len(users) == 1 \
-                            and users[0].inputs.count(src) == 1:
-                        owner[src] = node.name
         layers = []
-        for node in graph:
-            op = node.op
-            if isinstance(op, ir.LoihiLIF):
-                feeders = [s for s in node.inputs if owner.get(s) == node.name]
-                parts = [self.part(graph[s]) for s in feeders]
-                kinds = list(dict.fromkeys(_KIND[type(graph[s].op)] for s in feeders))
-                layers.append(self.layer(node.name, "+".join(kinds) or "neuron", feeders,
-                                         node.name, parts, self.neuron(node.name)))
-            elif isinstance(op, _FEEDERS):
-                if node.name not in owner:  # counted on its own (feeds no single neuron)
-                    layers.append(self.layer(node.name, _KIND[type(op)], [node.name], None,
-                                             [self.part(node)], None))
-            elif isinstance(op, ir.SpikeMaxPool):
-                layers.append(self.layer(node.name, "pool", [node.name], node.name,
-                                         [self.pool(node)], self.neuron(node.name)))
-            elif isinstance(op, (ir.Input, ir.Add, ir.Tokens, ir.Readout)):
-                continue
+        for group in layer_groups(self.graph):
+            if group.kind == "pool":
+                parts = [self.pool(self.graph[group.name])]
             else:
-                raise NeurocompileError(f"{node.name}: cannot count activity of "
-                                        f"{type(op).__name__} (quantize the graph first)")
-        return ActivityCounts(layers, self.samples, self.steps, self.count_zero_weights)
+                parts = [counting_rule(self.graph[s].op).count(self, self.graph[s])
+                         for s in group.synapses]
+            neuron = self.neuron(group.neuron) if group.neuron else None
+            layers.append(self.layer(group.name, group.kind, list(group.synapses), group.neuron,
+                                     parts, neuron))
+        maps, steps = self.events()
+        return ActivityCounts(layers, self.samples, self.steps, self.count_zero_weights,
+                              event_maps=maps, event_steps=steps)
 
-    def part(self, node: ir.Node) -> dict:
-        return self.attention(node) if isinstance(node.op, ir.IntSSA) else self.synapse(node)
+
+register_counting_rule(ir.IntConv2d, "conv")(_Counter.synapse)
+register_counting_rule(ir.IntLinear, "linear")(_Counter.synapse)
+register_counting_rule(ir.IntSSA, "attention")(_Counter.attention)
 
 
 def count_activity(graph: ir.Graph, trace, *, count_zero_weights: bool = True) -> ActivityCounts:
@@ -418,3 +580,7 @@ def count_activity(graph: ir.Graph, trace, *, count_zero_weights: bool = True) -
     by default every tap of the connectivity counts (dense / convolutional synapse memory).
     """
     return _Counter(graph, trace, count_zero_weights).count()
+
+
+# The rules of the other ops (spike sums, coincidences, map attention) register themselves.
+from . import op_rules  # noqa: E402,F401

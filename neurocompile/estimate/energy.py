@@ -11,6 +11,29 @@ number here is per sample (per inference):
   and the first layer's MACs x E_MAC (the papers' convention for a real-valued input layer).
 * ``analytic_energy_joules``: the papers' formula, E_MAC x first-layer MACs + E_SOP x analytic
   SOPs (rate x T x FLOPs); without ``joules_per_mac`` its first-layer term is ``None`` (not priced).
+
+A model with ``kind = "per_event"`` (``loihi_full``) prices what a Loihi-style chip does, each term
+separately (it needs the mapping, its traffic and the cycle estimate; ``estimate.analyse`` builds
+them):
+
+==========================  ========================================================================
+``synaptic_ops``            neurocore SOPs (attention ops excluded) + relay unit SOPs x E_sop
+                            (weight read + accumulate per synaptic event)
+``neuron_updates_active``   updates with input or a spike x E_active (state read, leak, write)
+``neuron_updates_inactive`` every other update of every mapped neuron x E_inactive
+``spikes_reset``            spikes (and relays' graded sends) x E_spike (reset + spike generation)
+``routing``                 messages x E_message (output-axon / fan-out lookup and delivery)
+``mesh_hops``               east-west hops x E_ew + north-south hops x E_ns (from the placement)
+``chip_links``              chip boundary crossings x E_chip
+``attention_x86``           attention ops x E_attention_op (on the embedded x86 cores)
+``lut_reads``               table reads x E_lut (table-based attention ops)
+``barrier_sync``            T x cores in use x E_barrier_core
+``static``                  static power x chips (or the share of cores in use) x T x time per step
+==========================  ========================================================================
+
+Per-layer figures hold the terms a layer causes (its messages are charged to it as the sender);
+relays (residual sums), the host's input injection and the two global terms (barrier, static) are
+listed in ``other``.
 """
 from __future__ import annotations
 
@@ -21,6 +44,15 @@ from ..errors import NeurocompileError
 from .counts import ActivityCounts
 
 _OPTIONAL = ("joules_per_mac", "joules_per_neuron_update")
+#: constants of a per-event model (joules, except static watts)
+PER_EVENT_KEYS = ("joules_per_sop", "joules_per_active_update", "joules_per_inactive_update",
+                  "joules_per_spike", "joules_per_message", "joules_per_hop_east_west",
+                  "joules_per_hop_north_south", "joules_per_chip_crossing",
+                  "joules_per_barrier_core", "joules_per_attention_op", "joules_per_lut_read",
+                  "static_watts_per_chip")
+TERMS = ("synaptic_ops", "neuron_updates_active", "neuron_updates_inactive", "spikes_reset",
+         "routing", "mesh_hops", "chip_links", "attention_x86", "lut_reads", "barrier_sync",
+         "static")
 
 
 @dataclass
@@ -40,6 +72,10 @@ class EnergyEstimate:
     first_layer_mac_joules: float | None  # first_layer_macs x E_MAC (None without joules_per_mac)
     analytic_sops: float
     analytic_terms: dict[str, float | None] = field(default_factory=dict)
+    kind: str = "sop"                     # "sop" (SOPs [+ updates]) or "per_event"
+    constants: dict = field(default_factory=dict)   # the model's numbers, as in the target file
+    #: per_event: joules per sample of what no counted layer owns (relays, host, barrier, static)
+    other: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def analytic_energy_joules(self) -> float:
@@ -65,9 +101,17 @@ def _energy_model(target, model: str | None) -> tuple[str, dict]:
     return name, spec
 
 
-def estimate_energy(counts: ActivityCounts, target, model: str | None = None) -> EnergyEstimate:
-    """Energy per sample of the counted run under ``model`` (default: the target's default)."""
+def estimate_energy(counts: ActivityCounts, target, model: str | None = None, *,
+                    mapping=None, traffic=None, cycles=None) -> EnergyEstimate:
+    """Energy per sample of the counted run under ``model`` (default: the target's default).
+
+    A per-event model also needs ``mapping``, ``traffic`` and ``cycles`` (``estimate.analyse``)."""
     name, spec = _energy_model(target, model)
+    if spec.get("kind") == "per_event":
+        if mapping is None or traffic is None or cycles is None:
+            raise NeurocompileError(f"energy model {name!r} prices the mapping, its traffic and "
+                                    "the time per step: use neurocompile.estimate.analyse")
+        return _per_event(counts, name, spec, mapping, traffic, cycles)
     e_sop = float(spec["joules_per_sop"])
     e_mac = float(spec["joules_per_mac"]) if "joules_per_mac" in spec else None
     e_upd = float(spec["joules_per_neuron_update"]) if "joules_per_neuron_update" in spec else None
@@ -96,4 +140,83 @@ def estimate_energy(counts: ActivityCounts, target, model: str | None = None) ->
         ann_energy_joules=ann_macs * e_mac if e_mac is not None else None,
         first_layer_macs=first_macs,
         first_layer_mac_joules=first_macs * e_mac if e_mac is not None else None,
-        analytic_sops=analytic_sops, analytic_terms=analytic_terms)
+        analytic_sops=analytic_sops, analytic_terms=analytic_terms,
+        constants={key: float(spec[key]) for key in ("joules_per_sop",) + _OPTIONAL
+                   if key in spec})
+
+
+# -- the per-event (Loihi-style) model ------------------------------------------------------------
+def _per_event_constants(name: str, spec: dict) -> dict[str, float]:
+    out = {}
+    for key in PER_EVENT_KEYS:
+        value = spec.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0:
+            raise NeurocompileError(f"energy model {name!r}: {key} must be a non-negative number "
+                                    f"(got {value!r})")
+        out[key] = float(value)
+    scope = spec.get("static_scope", "chip")
+    if scope not in ("chip", "cores"):
+        raise NeurocompileError(f"energy model {name!r}: static_scope must be 'chip' or 'cores'")
+    return out
+
+
+def _traffic_terms(sent: dict[str, float], k: dict[str, float]) -> dict[str, float]:
+    return {"routing": sent["messages"] * k["joules_per_message"],
+            "mesh_hops": sent["hops_east_west"] * k["joules_per_hop_east_west"]
+            + sent["hops_north_south"] * k["joules_per_hop_north_south"],
+            "chip_links": sent["chip_crossings"] * k["joules_per_chip_crossing"]}
+
+
+def _per_event(counts: ActivityCounts, name: str, spec: dict, mapping, traffic,
+               cycles) -> EnergyEstimate:
+    from .cycles import layer_of
+
+    k = _per_event_constants(name, spec)
+    per_layer_terms: dict[str, dict[str, float]] = {
+        layer.name: {term: 0.0 for term in TERMS[:-2]} for layer in counts.layers}
+    other: dict[str, dict[str, float]] = {}
+    for pop in mapping.populations:
+        work = cycles.work[pop.name]      # the same per-step activity the cycle estimate uses
+        terms = {
+            "synaptic_ops": float(work.sops.sum()) * k["joules_per_sop"],
+            "neuron_updates_active": float(work.active_updates.sum())
+            * k["joules_per_active_update"],
+            "neuron_updates_inactive": float(work.inactive_updates.sum())
+            * k["joules_per_inactive_update"],
+            "spikes_reset": float(work.spikes.sum()) * k["joules_per_spike"],
+            **_traffic_terms(traffic.sent_by(pop.name), k),
+            "attention_x86": float(work.attention_ops.sum()) * k["joules_per_attention_op"],
+            "lut_reads": float(work.lut_reads.sum()) * k["joules_per_lut_read"]}
+        if pop.unit == "x86":   # the attention layer is counted with the neurons it feeds
+            owner = next((lc.name for lc in counts.layers if pop.output in lc.synapses), None)
+        else:
+            layer = layer_of(counts, pop)
+            owner = layer.name if layer is not None else None
+        table = per_layer_terms[owner] if owner is not None else \
+            other.setdefault(f"{pop.name} ({pop.kind})", {})
+        for key, value in terms.items():
+            table[key] = table.get(key, 0.0) + value
+    other["host (input injection)"] = _traffic_terms(traffic.sent_by("host"), k)
+    chips = mapping.chips if spec.get("static_scope", "chip") == "chip" \
+        else mapping.cores / mapping.cores_per_chip
+    other["global"] = {
+        "barrier_sync": counts.steps * mapping.cores * k["joules_per_barrier_core"],
+        "static": k["static_watts_per_chip"] * chips * cycles.time_per_sample_s}
+    terms = {term: 0.0 for term in TERMS}
+    for table in list(per_layer_terms.values()) + list(other.values()):
+        for key, value in table.items():
+            terms[key] += value
+    first_macs = counts.first_layer_macs
+    return EnergyEstimate(
+        model=name, description=str(spec.get("description", "")),
+        joules_per_sop=k["joules_per_sop"], joules_per_mac=None,
+        joules_per_neuron_update=None, energy_joules=sum(terms.values()), terms=terms,
+        per_layer={n: sum(t.values()) for n, t in per_layer_terms.items()},
+        per_layer_terms=per_layer_terms, ann_macs=counts.ann_macs, ann_energy_joules=None,
+        first_layer_macs=first_macs, first_layer_mac_joules=None,
+        analytic_sops=counts.total_analytic_sops,
+        analytic_terms={"synaptic_ops": counts.total_analytic_sops * k["joules_per_sop"],
+                        "first_layer_macs": None},
+        kind="per_event", constants={**k, "static_scope": spec.get("static_scope", "chip")},
+        other=other)

@@ -1,4 +1,11 @@
-"""The estimator's report: a JSON-ready dict, and text / Markdown renderings of it."""
+"""The estimator's report: a JSON-ready dict, and text / Markdown renderings of it (HTML: html.py).
+
+With a mapping (``estimate.analyse``) the report also holds ``mapping`` (cores, chips, x86 cores,
+utilisation, every population's split and the limit that forced it), ``traffic`` (messages, hops,
+chip crossings), ``cycles`` and, at the top level, ``time_per_step_s``, ``latency_s`` and
+``throughput_samples_per_s``, and ``constants``: every target-file number the estimate used, with
+the source or assumption its line in the file states.
+"""
 from __future__ import annotations
 
 import io
@@ -21,6 +28,17 @@ NOTES = [
     "(real-valued input) is counted as T x FLOPs MACs instead. The readout runs on the host "
     "and is not counted.",
 ]
+MAPPING_NOTES = [
+    "Mapping: one layer per set of cores; a core holds m channels x q positions within the "
+    "neuron budget, its synaptic memory (weights shared across the positions of a core, stored "
+    "once per core), its input axons and its output routes; the limit that stopped a bigger "
+    "chunk is the layer's 'binding' limit. Residual sums are relays of graded neurons; attention "
+    "products run on the embedded x86 cores. See docs/estimator.md.",
+    "Time per step: the busiest core (or x86 attention layer) of each step plus the barrier; "
+    "samples are pipelined, so a sample takes T steps of throughput and T + depth steps of "
+    "latency. The mapper minimises cores, not time: splitting busy layers further would "
+    "shorten the step.",
+]
 
 
 def _plain(value):
@@ -41,7 +59,8 @@ def _plain(value):
 
 
 def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate,
-                 meta: dict | None = None) -> dict:
+                 meta: dict | None = None, *, mapping=None, traffic=None, cycles=None,
+                 target=None) -> dict:
     """Everything the estimator found, as a JSON-ready dict (numbers per sample)."""
     layers = []
     for layer in counts.layers:
@@ -49,6 +68,10 @@ def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate
         record["synapse"] = "+".join(layer.synapses) if layer.synapses else None
         record["energy_joules"] = energy.per_layer[layer.name]
         record["energy_terms"] = dict(energy.per_layer_terms[layer.name])
+        if mapping is not None:
+            pops = [p for p in mapping.populations
+                    if p.name in (layer.name, f"{layer.name}.neurons") and p.unit == "neurocore"]
+            record["cores"] = sum(p.cores for p in pops)
         layers.append(record)
     report = {
         "schema": SCHEMA,
@@ -84,9 +107,27 @@ def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate
             "energy_joules": energy.ann_energy_joules,
         },
         "first_layer_mac_joules": energy.first_layer_mac_joules,
+        "energy_kind": energy.kind,
+        "energy_constants": dict(energy.constants),
+        "energy_other": {k: dict(v) for k, v in energy.other.items()},
         "layers": layers,
         "notes": list(NOTES),
     }
+    if mapping is not None:
+        report["mapping"] = mapping.as_dict()
+        report["mapping"]["summary"] = mapping.summary()
+        report["notes"] += MAPPING_NOTES
+    if traffic is not None:
+        report["traffic"] = traffic.as_dict()
+    if cycles is not None:
+        report["cycles"] = cycles.as_dict()
+        report["time_per_step_s"] = cycles.time_per_step_s
+        report["latency_s"] = cycles.latency_s
+        report["throughput_samples_per_s"] = cycles.throughput_samples_per_s
+    if target is not None:
+        from .provenance import used_constants
+
+        report["constants"] = used_constants(target, energy.model)
     return _plain(report)
 
 
@@ -100,6 +141,19 @@ def _joules(value: float | None) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value / 1e-15:.3g} fJ"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} s"
+
+
+def term_label(term: str) -> str:
+    return term.replace("_", " ")
 
 
 def _count(value: float) -> str:
@@ -120,9 +174,15 @@ _COLUMNS = [("layer", "name"), ("kind", "kind"), ("neurons", "neurons"), ("SOPs"
             ("energy", "energy_joules")]
 
 
-def _row(layer: dict) -> list[str]:
+def _columns(report: dict) -> list[tuple[str, str]]:
+    if report["layers"] and "cores" in report["layers"][0]:
+        return _COLUMNS[:3] + [("cores", "cores")] + _COLUMNS[3:]
+    return list(_COLUMNS)
+
+
+def _row(layer: dict, columns=_COLUMNS) -> list[str]:
     cells = []
-    for _, key in _COLUMNS:
+    for _, key in columns:
         value = layer[key]
         if key in ("name", "kind"):
             cells.append(str(value))
@@ -130,7 +190,7 @@ def _row(layer: dict) -> list[str]:
             cells.append(_rate(value) if layer["neurons"] else "-")
         elif key == "energy_joules":
             cells.append(_joules(value))
-        elif key == "neurons":
+        elif key in ("neurons", "cores"):
             cells.append(f"{value:,}" if value else "-")
         else:
             cells.append(_count(value))
@@ -140,7 +200,7 @@ def _row(layer: dict) -> list[str]:
 def _summary(report: dict) -> list[tuple[str, str]]:
     meta = report.get("meta", {})
     lines = []
-    for key in ("bundle", "target", "architecture"):
+    for key in ("bundle", "target", "architecture", "attention"):
         if meta.get(key) is not None:
             lines.append((key, str(meta[key])))
     lines += [
@@ -152,8 +212,30 @@ def _summary(report: dict) -> list[tuple[str, str]]:
         ("spikes / sample", _count(report["total_spikes"])),
         ("energy model", f"{report['energy_model']} ({report['energy_model_description']})"),
         ("energy / sample", _joules(report["energy_joules"]) + "  = " + " + ".join(
-            f"{k.replace('_', ' ')} {_joules(v)}" for k, v in report["energy_terms"].items())),
+            f"{term_label(k)} {_joules(v)}" for k, v in report["energy_terms"].items()
+            if v or len(report["energy_terms"]) == 1)),
     ]
+    mapping = report.get("mapping")
+    if mapping is not None:
+        lines.append(("mapping", f"{mapping['cores']:,} neurocores on {mapping['chips']} chip(s); "
+                                 f"{mapping['attention_layers_on_x86']} attention layer(s) on "
+                                 f"{mapping['x86_cores']:.3g} x86 cores"))
+        lines.append(("utilisation", f"neurons {mapping['neuron_utilisation']:.1%}, synaptic "
+                                     f"memory {mapping['memory_utilisation']:.1%} of the cores "
+                                     "in use"))
+        binding = ", ".join(f"{k} {v:,}" for k, v in sorted(
+            mapping["binding"].items(), key=lambda kv: -kv[1]))
+        lines.append(("cores split by", binding))
+    cycles = report.get("cycles")
+    if cycles is not None:
+        lines.append(("time / step", f"{_seconds(cycles['time_per_step_s'])} (worst "
+                                     f"{_seconds(cycles['worst_step_s'])}; busiest: "
+                                     f"{cycles['bottleneck']}; barrier "
+                                     f"{_seconds(cycles['barrier_seconds'])})"))
+        lines.append(("latency, throughput", f"{_seconds(cycles['latency_s'])} per sample "
+                                             f"(T + depth {cycles['pipeline_depth']} steps); "
+                                             f"{cycles['throughput_samples_per_s']:,.0f} "
+                                             "samples/s pipelined"))
     analytic = report["analytic"]
     text = f"{_joules(analytic['energy_joules'])} ({_count(analytic['sops'])} SOPs"
     if analytic["terms"].get("first_layer_macs") is not None:
@@ -181,28 +263,92 @@ def format_text(report: dict) -> str:
     for key, value in _summary(report):
         head.add_row(key, value)
     console.print(head)
+    columns = list(_COLUMNS)  # cores per layer: in the mapping table below
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    for title, key in _COLUMNS:
+    for title, key in columns:
         table.add_column(title, justify="left" if key in ("name", "kind") else "right",
                          no_wrap=key != "name", overflow="fold")
     for layer in report["layers"]:
-        table.add_row(*_row(layer))
+        table.add_row(*_row(layer, columns))
     console.print(table)
+    other = other_energy(report)
+    if other:
+        console.print("Energy outside the layers: " + "; ".join(
+            f"{name} {_joules(value)}" for name, value in other.items()))
+    if "mapping" in report:
+        console.print(_mapping_table(report, box, Table))
     console.print("Per sample. SOPs include attention ops and graded SOPs; the JSON report has "
-                  "synapse names,\nanalytic (papers') counts and the modelling notes.")
+                  "synapse names,\nanalytic (papers') counts, every constant with its source, "
+                  "and the modelling notes.")
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()).strip("\n")
+
+
+def other_energy(report: dict) -> dict[str, float]:
+    """Energy not owned by a counted layer (relays, host, barrier, static), per entry."""
+    out = {}
+    for name, terms in report.get("energy_other", {}).items():
+        if name == "global":
+            out.update({term_label(k): v for k, v in terms.items()})
+        else:
+            out[name] = sum(terms.values())
+    return out
+
+
+MAPPING_COLUMNS = ["population", "kind", "neurons", "cores", "split", "per core", "split by"]
+
+
+def mapping_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for p in report["mapping"]["populations"]:
+        if p["unit"] == "x86":
+            rows.append([p["name"], p["kind"], "-", f"{p['x86_share']:.3g} x86",
+                         f"chip {p['chip']}", f"{p['heads']} heads", "x86 cores"])
+            continue
+        split = f"{p['channel_chunks']}x{p['position_chunks']}"
+        split += f"x{p['input_splits']}" if p["input_splits"] > 1 else ""
+        rows.append([p["name"], p["kind"], f"{p['neurons']:,}", f"{p['cores']:,}", split,
+                     f"{p['channel_chunk']} ch x {p['position_chunk']} pos", p["binding"]])
+    return rows
+
+
+def _mapping_table(report: dict, box, Table):
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+                  title="mapping (split: channel chunks x position chunks [x input splits])"
+                  .replace("[", "\\["),
+                  title_justify="left")
+    for title in MAPPING_COLUMNS:
+        table.add_column(title, justify="right" if title in ("neurons", "cores") else "left",
+                         no_wrap=title != "split by", overflow="fold")
+    for row in mapping_rows(report):
+        table.add_row(*row)
+    return table
 
 
 def format_markdown(report: dict) -> str:
     """The same as ``format_text``, as Markdown (summary list, layer table, notes)."""
+    columns = _columns(report)
     lines = ["# neurocompile activity report", ""]
     lines += [f"- **{key}**: {value}" for key, value in _summary(report)]
-    lines += ["", "| " + " | ".join(title for title, _ in _COLUMNS) + " | synapse |",
+    lines += ["", "| " + " | ".join(title for title, _ in columns) + " | synapse |",
               "|" + "|".join("---" if key in ("name", "kind") else "---:"
-                             for _, key in _COLUMNS) + "|---|"]
+                             for _, key in columns) + "|---|"]
     for layer in report["layers"]:
-        cells = _row(layer) + [", ".join(f"`{s}`" for s in layer["synapses"]) or "-"]
+        cells = _row(layer, columns) + [", ".join(f"`{s}`" for s in layer["synapses"]) or "-"]
         cells[0] = f"`{cells[0]}`"
         lines.append("| " + " | ".join(cells) + " |")
+    other = other_energy(report)
+    if other:
+        lines += ["", "Energy outside the layers: " + "; ".join(
+            f"{name} {_joules(value)}" for name, value in other.items())]
+    if "mapping" in report:
+        lines += ["", "## Mapping", "", "```", report["mapping"]["summary"], "```", "",
+                  "| " + " | ".join(MAPPING_COLUMNS) + " |",
+                  "|" + "|".join("---" for _ in MAPPING_COLUMNS) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in mapping_rows(report)]
+    if report.get("constants"):
+        lines += ["", "## Constants used", "", "| constant | source | assumed |",
+                  "|---|---|---|"]
+        lines += [f"| `{c['key']}` | {c['source']} | {'yes' if c['assumption'] else 'no'} |"
+                  for c in report["constants"]]
     lines += ["", "Notes:", ""] + [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines)

@@ -54,11 +54,14 @@ def _synapse_bn_lif(g, prefix: str, module, part: str, src: str, axis: int) -> s
 
 
 def _check_supported(model: nn.Module) -> None:
+    from ..zoo.attention_sdsa import MembraneMLP
     from ..zoo.neurons import MultiStepLIF
     from ..zoo.spikformer import MLP, SPS, SSA, Block, SPSStage, Spikformer
 
     supported = (Spikformer, SPS, SPSStage, SSA, MLP, Block, MultiStepLIF, nn.Conv2d, nn.Linear,
-                 nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.ModuleList)
+                 nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.ModuleList, MembraneMLP) \
+        + tuple(_attention_converters()) + tuple(_tokenizer_converters()) \
+        + tuple(_block_converters())
     for name, module in model.named_modules():
         if not isinstance(module, supported):
             raise UnsupportedModelError(
@@ -66,7 +69,12 @@ def _check_supported(model: nn.Module) -> None:
                 f"{', '.join(sorted(t.__name__ for t in supported))}")
 
 
-def _sps(g: ir.Graph, sps, src: str) -> str:
+def _max_pool(g: ir.Graph, name: str, p: nn.MaxPool2d, src: str) -> str:
+    return g.add(name, ir.SpikeMaxPool(int(p.kernel_size), int(p.stride), int(p.padding)), [src])
+
+
+def _sps_stages(g: ir.Graph, sps, src: str) -> str:
+    """``sps.stages``: conv -> bn -> lif (-> pool) each. Returns their spikes."""
     x = src
     for i, stage in enumerate(sps.stages):
         prefix = f"sps.stages.{i}"
@@ -74,9 +82,12 @@ def _sps(g: ir.Graph, sps, src: str) -> str:
         x = _batch_norm(g, f"{prefix}.bn", stage.bn, x, 0)
         x = _lif(g, f"{prefix}.lif", stage.lif, x)
         if stage.pool is not None:
-            p = stage.pool
-            x = g.add(f"{prefix}.pool", ir.SpikeMaxPool(int(p.kernel_size), int(p.stride),
-                                                       int(p.padding)), [x])
+            x = _max_pool(g, f"{prefix}.pool", stage.pool, x)
+    return x
+
+
+def _sps(g: ir.Graph, sps, src: str) -> str:
+    x = _sps_stages(g, sps, src)
     rpe = _synapse_bn_lif(g, "sps", sps, "rpe", x, 0)
     x = g.add("sps.residual", ir.Add(), [rpe, x])
     return g.add("sps.tokens", ir.Tokens(), [x])
@@ -93,17 +104,41 @@ def _ssa(g: ir.Graph, prefix: str, attn, x: str) -> str:
 def _attention_converters() -> dict:
     """Attention module type -> converter(graph, prefix, module, input) -> output node."""
     from ..zoo.spikformer import SSA
+    from .map_attention import converters as map_attention_converters
+    from .spike_attention import converters as spike_attention_converters
 
-    return {SSA: _ssa}
+    return {SSA: _ssa, **map_attention_converters(), **spike_attention_converters()}
+
+
+def _tokenizer_converters() -> dict:
+    """Tokenizer module type -> converter(graph, module, input) -> token node."""
+    from ..zoo.attention_sdsa import MembraneSPS
+    from ..zoo.spikformer import SPS
+    from .spike_attention import convert_membrane_sps
+
+    return {SPS: _sps, MembraneSPS: convert_membrane_sps}
+
+
+def _block_converters() -> dict:
+    """Block module type -> converter(graph, index, module, input) -> output node."""
+    from ..zoo.attention_sdsa import MembraneBlock
+    from ..zoo.spikformer import Block
+    from .spike_attention import convert_membrane_block
+
+    return {Block: _block, MembraneBlock: convert_membrane_block}
+
+
+def _attention(g: ir.Graph, prefix: str, attn, x: str) -> str:
+    """The attention module's output node, from the ``_attention_converters`` table."""
+    converter = _attention_converters().get(type(attn))
+    if converter is None:
+        raise UnsupportedModelError(f"{prefix}: no converter for {type(attn).__name__}")
+    return converter(g, prefix, attn, x)
 
 
 def _block(g: ir.Graph, i: int, block, x: str) -> str:
     prefix = f"blocks.{i}"
-    converter = _attention_converters().get(type(block.attn))
-    if converter is None:
-        raise UnsupportedModelError(f"{prefix}.attn: no converter for "
-                                    f"{type(block.attn).__name__}")
-    a = converter(g, f"{prefix}.attn", block.attn, x)
+    a = _attention(g, f"{prefix}.attn", block.attn, x)
     x = g.add(f"{prefix}.attn_residual", ir.Add(), [x, a])
     h = _synapse_bn_lif(g, f"{prefix}.mlp", block.mlp, "fc1", x, -1)
     h = _synapse_bn_lif(g, f"{prefix}.mlp", block.mlp, "fc2", h, -1)
@@ -117,9 +152,11 @@ def convert_spikformer(model: nn.Module) -> ir.Graph:
     g = ir.Graph()
     x = g.add("input", ir.Input((cfg.in_channels, cfg.img_size, cfg.img_size), cfg.input_scale,
                                 max_value=int(round(1 / cfg.input_scale))))
-    x = _sps(g, model.sps, x)
+    x = _tokenizer_converters()[type(model.sps)](g, model.sps, x)
     for i, block in enumerate(model.blocks):
-        x = _block(g, i, block, x)
+        x = _block_converters()[type(block)](g, i, block, x)
+    if model.head_lif is not None:  # membrane-shortcut encoders end in a membrane
+        x = _lif(g, "head_lif", model.head_lif, x)
     g.output = g.add("head", ir.Readout(_np(model.head.weight), _np(model.head.bias)), [x])
     g.meta = {"architecture": "spikformer", "config": cfg.to_dict(), "steps": cfg.T}
     g.validate()

@@ -1,10 +1,17 @@
 """The neurocompile IR: a graph of small primitives (one dataclass each)."""
 from .attention import SSA, IntSSA
 from .graph import Graph, Node
+from .membrane import CurrentSum
+from .map_attention import IntSSABin, IntXNORAttention, SSABin, XNORAttention
 from .neurons import LIF, LeakyNeuron, LoihiLIF
 from .ops import Op
+from .spike_logic import (CoincidenceInput, HeadSum, IntHeadSum, IntTokenSum, SpikeAnd,
+                          SpikeBroadcast, TokenSum)
 from .structure import Add, Input, Readout, SpikeMaxPool, Tokens
 from .synapses import BatchNorm, Conv2d, IntConv2d, IntLinear, Linear
 
 __all__ = ["Graph", "Node", "Op", "Input", "Add", "Tokens", "SpikeMaxPool", "Readout", "Conv2d",
-           "Linear", "BatchNorm", "IntConv2d", "IntLinear", "LIF", "LeakyNeuron", "LoihiLIF", "SSA", "IntSSA"]
+           "Linear", "BatchNorm", "IntConv2d", "IntLinear", "LIF", "LeakyNeuron", "LoihiLIF", "SSA", "IntSSA",
+           "SSABin", "IntSSABin", "XNORAttention", "IntXNORAttention",
+           "CurrentSum", "HeadSum", "TokenSum", "IntHeadSum", "IntTokenSum", "SpikeAnd",
+           "SpikeBroadcast", "CoincidenceInput"]

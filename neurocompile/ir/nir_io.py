@@ -34,6 +34,13 @@ LeakyNeuron     ``LIF(tau=1/(1-leak), r=gain*tau, v_leak=0, v_threshold=threshol
 LoihiLIF        ``CubaLIF`` in units of 2**6: ``tau_syn=4096/(du+1), w_in=tau_syn,
                 tau_mem=4096/max(dv, 1), r=tau_mem, v_leak=tau_mem*bias/64, v_threshold=vth``
 SSA, IntSSA     graph ``Input -> Output``: a placeholder; NIR cannot multiply inputs
+SSABin, XNOR... the same placeholder (and their Int forms); the exact op is in metadata
+CurrentSum,     ``Scale(ones)``, like Add (a sum of currents; a_in = a + b for the coincidence
+CoincidenceIn.  neuron's two unit synapses)
+HeadSum (Int)   ``Conv1d`` kernel 1, block ones (times 2**shift): per-head spike counts
+TokenSum (Int)  ``Conv1d`` kernel N, ones from each channel to itself (times 2**shift), dense
+SpikeBroadcast  ``Conv1d``: kernel 1 with block ones (heads), or kernel N, padding N - 1 (tokens)
+SpikeAnd        ``Threshold(1.5)`` of the summed inputs: an AND of binary spikes, exactly
 =============== ================================================================================
 """
 from __future__ import annotations
@@ -50,7 +57,7 @@ import numpy as np
 
 from .. import fixedpoint
 from ..errors import NeurocompileError
-from . import attention, neurons, structure, synapses
+from . import attention, map_attention, membrane, neurons, spike_logic, structure, synapses
 from .graph import Graph
 from .ops import Op
 
@@ -194,6 +201,44 @@ def _ssa(op: attention.SSA, shape_in, shape_out):
     return _subgraph(_io({}, _nir_shape(shape_in), _nir_shape(shape_out)), ["input", "output"])
 
 
+def _head_ones(heads: int, channels: int) -> np.ndarray:
+    """(heads, channels): 1 where channel c belongs to head h (c // (channels / heads) == h)."""
+    return (np.arange(channels)[None] // (channels // heads) == np.arange(heads)[:, None]) * 1.0
+
+
+def _per_channel_conv1d(channels: int, length: int, kernel: int, padding: int, gain: float):
+    """``Conv1d`` with ``gain`` on every tap from channel c to channel c only, written dense (nir
+    types a Conv1d input as ``weight.shape[1]`` channels whatever ``groups`` is)."""
+    if channels * channels * kernel > MAX_ARRAY_ELEMENTS:
+        raise NeurocompileError(f"a token sum or broadcast over {channels} channels and {kernel} "
+                                "tokens is too large for its dense NIR Conv1d")
+    weight = np.zeros((channels, channels, kernel))
+    weight[np.arange(channels), np.arange(channels)] = gain
+    return nir.Conv1d(input_shape=length, weight=weight, stride=1, padding=padding, dilation=1,
+                      groups=1, bias=np.zeros(channels))
+
+
+def _head_sum(op: spike_logic.HeadSum, shape_in, shape_out):
+    gain = 2.0 ** getattr(op, "shift", 0)
+    return _token_wise(gain * _head_ones(op.heads, shape_in[1]), np.zeros(op.heads), shape_in)
+
+
+def _token_sum(op: spike_logic.TokenSum, shape_in, shape_out):
+    tokens, channels = shape_in
+    return _per_channel_conv1d(channels, tokens, tokens, 0, 2.0 ** getattr(op, "shift", 0))
+
+
+def _spike_broadcast(op: spike_logic.SpikeBroadcast, shape_in, shape_out):
+    tokens, channels = shape_out
+    if op.broadcast == "heads":
+        return _token_wise(_head_ones(shape_in[1], channels).T, np.zeros(channels), shape_in)
+    return _per_channel_conv1d(channels, 1, tokens, tokens - 1, 1.0)
+
+
+def _spike_and(op: spike_logic.SpikeAnd, shape_in, shape_out):
+    return nir.Threshold(np.full(_nir_shape(shape_out), 1.5))
+
+
 @dataclass(frozen=True)
 class Codec:
     to_nir: Callable  #: (op, input shape, output shape) -> that node
@@ -236,6 +281,37 @@ CODECS: dict[type, Codec] = {
     attention.IntSSA: Codec(_ssa, "neurocompile extension: per head a_in = "
                             "((Q K^T) V) << shift of the ORDERED inputs (q, k, v); NIR cannot "
                             "express it, the subgraph body is a placeholder"),
+    map_attention.SSABin: Codec(_ssa, "neurocompile extension: SSA_Bin, per head y = "
+                                "(Q K^T > delta) V - mean of the ORDERED inputs (q, k, v); "
+                                "the subgraph body is a placeholder"),
+    map_attention.IntSSABin: Codec(_ssa, "neurocompile extension: SSA_Bin, per head a_in = "
+                                   "((Q K^T > delta) V) << shift of the ORDERED inputs "
+                                   "(q, k, v); the subgraph body is a placeholder"),
+    map_attention.XNORAttention: Codec(_ssa, "neurocompile extension: XNOR attention, per head "
+                                       "y = scale (XNOR([Q,P],[K,P]) + position_bias - offset) V "
+                                       "of the ORDERED inputs (q, k, v); the subgraph body is a "
+                                       "placeholder"),
+    map_attention.IntXNORAttention: Codec(_ssa, "neurocompile extension: XNOR attention, per "
+                                          "head a_in = ((XNOR([Q,P],[K,P]) + position_bias - "
+                                          "offset) V) << shift of the ORDERED inputs (q, k, v); "
+                                          "the subgraph body is a placeholder"),
+    membrane.CurrentSum: Codec(_add, "sum of synaptic currents (a membrane shortcut); NIR sums "
+                               "edges into a node"),
+    spike_logic.HeadSum: Codec(_head_sum, "spike count per token and head: kernel-1 Conv1d "
+                               "with block ones; " + _TOKENS_NOTE),
+    spike_logic.IntHeadSum: Codec(_head_sum, "a_in = (spike count per token and head) << shift: "
+                                  "kernel-1 Conv1d with 2**shift block ones; " + _TOKENS_NOTE),
+    spike_logic.TokenSum: Codec(_token_sum, "spike count per channel over the N tokens: Conv1d "
+                                "with kernel N, ones from each channel to itself"),
+    spike_logic.IntTokenSum: Codec(_token_sum, "a_in = (spike count per channel) << shift: Conv1d "
+                                   "with kernel N, 2**shift from each channel to itself"),
+    spike_logic.SpikeBroadcast: Codec(_spike_broadcast, "spikes repeated over each head's "
+                                      "channels (kernel-1 Conv1d) or over the tokens (Conv1d with "
+                                      "kernel N and padding N - 1)"),
+    spike_logic.SpikeAnd: Codec(_spike_and, "Hadamard product (AND) of binary spikes: the sum of "
+                                "the two inputs above 1.5"),
+    spike_logic.CoincidenceInput: Codec(_add, "a_in = a + b: two unit-weight synapses into a "
+                                        "coincidence neuron (the LoihiLIF after it)"),
 }
 _OPS = {cls.__name__: cls for cls in CODECS}
 
@@ -339,13 +415,69 @@ def to_nir(graph: Graph) -> nir.NIRGraph:
 
 # --- from NIR ------------------------------------------------------------------------------------
 
+#: limits on what a file may make us allocate: neurons per node (its NIR form holds several
+#: float64 arrays of that size) and elements per weight-like array
+MAX_NODE_NEURONS = 1 << 23
+MAX_ARRAY_ELEMENTS = 1 << 26
+_INT_LIMIT = 1 << 31
+
+
+def _check_params(cls, params) -> None:
+    """Scalar op fields must have their annotated type: a damaged file can hold any JSON value."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{cls.__name__} parameters are a {type(params).__name__}, not a dict")
+    kinds = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+             for f in dataclasses.fields(cls)}
+    for name, value in params.items():
+        kind = kinds.get(name)
+        if kind == "int":
+            ok = type(value) is int and abs(value) < _INT_LIMIT
+        elif kind == "float":
+            ok = type(value) in (int, float) and bool(np.isfinite(value))
+        elif kind == "tuple[int, ...]":
+            ok = isinstance(value, tuple) and all(type(v) is int and 0 < v < _INT_LIMIT
+                                                  for v in value)
+        else:
+            continue
+        if not ok:
+            raise TypeError(f"{cls.__name__}.{name} must be {kind}, got {str(value)[:40]!r}")
+
+
 def _op_from(payload: dict) -> Op:
-    cls = _OPS.get(payload["op"])
+    cls = _OPS.get(payload["op"]) if isinstance(payload.get("op"), str) else None
     if cls is None:
-        raise ValueError(f"unknown op {payload['op']!r}")
+        raise ValueError(f"unknown op {str(payload.get('op'))[:40]!r}")
     shapes = _loads(payload["shapes"])
+    if not isinstance(shapes, dict):
+        raise TypeError("array shapes are not a dict")
     arrays = {k: np.asarray(payload["arrays"][k]).reshape(shape) for k, shape in shapes.items()}
-    return cls(**_loads(payload["params"]), **arrays)
+    for name, array in arrays.items():  # values no op holds (and that int64 casts would wrap)
+        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+        if array.dtype.kind not in "iufb" or (finite.size and array.dtype.kind in "uf"
+                                              and np.abs(finite).max() >= 2.0 ** 62):
+            raise ValueError(f"array {name!r} holds {array.dtype} values out of range")
+    params = _loads(payload["params"])
+    _check_params(cls, params)
+    return cls(**params, **arrays)
+
+
+def _check_sizes(graph: Graph) -> None:
+    """Refuse shapes that would make the NIR comparison (or a simulation) allocate huge arrays."""
+    for node in graph:
+        shape = graph.shape(node.name)
+        if not all(int(d) >= 1 for d in shape):
+            raise ValueError(f"node {node.name!r}: shape {shape} has an empty axis")
+        if int(np.prod(shape, dtype=object)) > MAX_NODE_NEURONS:
+            raise ValueError(f"node {node.name!r}: shape {shape} has more than "
+                             f"{MAX_NODE_NEURONS} values")
+        weight = getattr(node.op, "weight", None)
+        if isinstance(weight, np.ndarray):
+            dense = int(np.prod(weight.shape, dtype=object)) * int(getattr(node.op, "groups", 1))
+            if isinstance(node.op, structure.Readout):
+                dense = weight.shape[0] * int(np.prod(graph.shape(node.inputs[0]), dtype=object))
+            if dense > MAX_ARRAY_ELEMENTS:
+                raise ValueError(f"node {node.name!r}: its weights would take more than "
+                                 f"{MAX_ARRAY_ELEMENTS} values")
 
 
 def _fields(nir_node) -> dict:
@@ -365,7 +497,10 @@ def _rebuild(nir_graph) -> Graph:
         raise ValueError(f"format version {info.get('format_version')!r} is not supported "
                          f"(this neurocompile reads {FORMAT_VERSION})")
     graph = Graph()
-    for name in _loads(info["order"]):
+    order = _loads(info["order"])
+    if not isinstance(order, list) or not all(isinstance(name, str) for name in order):
+        raise TypeError("the node order is not a list of names")
+    for name in order:
         if name not in nir_graph.nodes:
             raise ValueError(f"node {name!r} is missing")
         stock = nir_graph.nodes[name]
@@ -373,11 +508,19 @@ def _rebuild(nir_graph) -> Graph:
         if not isinstance(payload, dict):
             raise ValueError(f"node {name!r} has no neurocompile metadata")
         op = _op_from(payload)
-        graph.add(name, op, _loads(payload["inputs"]))
-        graph.nodes[name].meta.update(_loads(payload["meta"]))
+        inputs, meta = _loads(payload["inputs"]), _loads(payload["meta"])
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise TypeError(f"node {name!r}: its inputs are not a list of names")
+        if not isinstance(meta, dict):
+            raise TypeError(f"node {name!r}: its meta is not a dict")
+        graph.add(name, op, inputs)
+        graph.nodes[name].meta.update(meta)
     graph.output = info["output"]
     graph.meta = _loads(info["meta"])
+    if not isinstance(graph.output, str) or not isinstance(graph.meta, dict):
+        raise TypeError("the graph output or meta has the wrong type")
     graph.validate()
+    _check_sizes(graph)
     for node in graph:
         if not _same(_fields(nir_graph.nodes[node.name]), _fields(_stock_node(graph, node))):
             raise ValueError(f"node {node.name!r}: its NIR parameters disagree with its "
@@ -396,8 +539,8 @@ def from_nir(nir_graph, source: str = "NIR graph") -> Graph:
         return _rebuild(nir_graph)
     except NeurocompileError as exc:
         raise NeurocompileError(f"{source}: {exc}") from exc
-    except (KeyError, TypeError, ValueError, AttributeError, AssertionError) as exc:
-        detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    except Exception as exc:  # noqa: BLE001 - a damaged file can fail anywhere while rebuilding
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise NeurocompileError(f"{source}: damaged neurocompile metadata ({detail})") from exc
 
 

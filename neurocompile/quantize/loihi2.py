@@ -17,9 +17,29 @@ alpha is the largest value for which the weights fit their mantissas, vth fits i
 worst-case input current ``sum(|W_q|) * M`` fits the target's activation bits — so the overflow
 analysis can *prove* that no state wraps or saturates.
 
+Membrane shortcuts (SDSA blocks: ``U = U + BN(Linear(s))``, a ``CurrentSum`` of synapse outputs)
+share one scale: a neuron reading such a stream is one Loihi population whose input port sums
+every synapse behind it, so those synapses (and every other neuron they feed) form a shared-scale
+group with one alpha, chosen as above over the whole group; the current bound is, for every
+neuron, the SUM of the worst-case currents of all its synapses (what the overflow analysis adds up),
+and each neuron's bias is the sum of its synapses' biases (``shared_scale``).
+
+Spike counts (``HeadSum``, ``TokenSum``) feed their neuron exactly like SSA's product (scale 1),
+and a Hadamard product of spikes (``SpikeAnd``) becomes a coincidence neuron fed by two
+unit-weight synapses (``spike_logic``): both exact.
+
 SSA feeds its neuron the exact integer ``P = (Q K^T) V``: ``a_in = P << shift`` with
 ``alpha = 64 * 2**shift / (gain * scale)``, so that the attention neuron is exact (bit-identical
 to the float model for T <= 5 + shift, where the float state keeps all its fractional bits).
+
+SSA_Bin and XNOR attention also feed their neuron an exact integer product P (``B V``, ``M V``),
+``a_in = P << shift``, but with no +1 bias: ``alpha = 64 * 2**shift / (gain * scale)`` (scale 1 for
+SSA_Bin, the learned sigmoid(s) for XNOR) and ``vth = ceil(2**shift * theta / (gain * scale)) - 1``
+(``fixedpoint.attention_threshold``). SSA_Bin's frozen mean is the LIF bias ``-64 m`` with
+``m = 2**shift * mean`` an integer when the mean has f <= shift fractional bits (f = 0 for XNOR).
+For tau = 2 the float state in units of 1/alpha is ``V_t = V_{t-1} / 2 + 64 (2**shift P_t - m)``,
+a multiple of 64 for t <= shift - f, and a multiple of 64 is >= 64 R exactly when it is
+> 64 (ceil(R) - 1): the attention neuron is exact for T <= shift - f + 1, whatever the real scale.
 """
 from __future__ import annotations
 
@@ -28,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import ir
+from .. import fixedpoint, ir
 from ..errors import QuantizationError
 from ..target import Target
 from .ranges import ValueRange, value_ranges
@@ -93,38 +113,64 @@ def _current_bound(weights_q: np.ndarray, input_max: int) -> int:
     return int(np.maximum(pos, neg).max() * input_max)
 
 
+def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
+                 readers: list[list[int]], threshold: float, target: Target):
+    """One scale alpha for synapses whose currents add up in neurons (a single synapse too).
+
+    ``reals[i]`` is synapse i's real weight ``gain * s_x * W`` on integer inputs in
+    ``0..input_maxes[i]``; ``readers`` lists, for every neuron, the synapses whose currents it sums.
+    alpha starts where the largest weight fills its mantissa and is lowered until
+    ``vth = alpha * threshold / 64`` is an integer of the threshold bits and every reader's
+    worst-case current (the sum of its synapses' bounds) fits the activation bits.
+    Returns ``(alpha, vth, integer weights per synapse, worst-case current per reader)``.
+    """
+    shift = 1 << target.activation_shift
+    peak = max(float(np.abs(real).max()) for real in reals) or 1.0
+    # alpha from weight precision, then lowered until vth and the current bound fit.
+    alpha = (target.max_weight_mantissa + 0.5) * 2 * shift / peak
+    alpha = min(alpha, shift * target.max_threshold / threshold)
+    for _ in range(64):
+        vth = int(math.floor(alpha * threshold / shift))
+        if vth < 1:
+            raise QuantizationError(f"{name}: weights are too large for the threshold "
+                                    f"{threshold} (vth rounds to 0)")
+        alpha = vth * shift / threshold
+        weights = [2 * _weight_mantissas(real, alpha, target) for real in reals]
+        bounds = [sum(_current_bound(weights[i], input_maxes[i]) for i in reader)
+                  for reader in readers]
+        if max(bounds) <= target.max_activation:
+            return alpha, vth, weights, bounds
+        alpha *= target.max_activation / max(bounds) * 0.999
+    raise QuantizationError(f"{name}: no scale fits the activation bits")  # pragma: no cover
+
+
+def int_synapse(syn: ir.Op, weights: np.ndarray) -> ir.Op:
+    """The integer form of a Conv2d / Linear with quantized ``weights`` (no bias)."""
+    if isinstance(syn, ir.Conv2d):
+        return ir.IntConv2d(weights, syn.stride, syn.padding, syn.groups)
+    return ir.IntLinear(weights)
+
+
+def biased_lif(neuron: ir.LeakyNeuron, vth: int, alpha: float, bias: np.ndarray, image: bool,
+               target: Target) -> ir.LoihiLIF:
+    """The LoihiLIF of ``neuron`` at scale alpha with per-channel real ``bias`` (C,): integer bias
+    ``round(alpha * gain * bias) + 1`` (the +1 turns ``v > vth<<6`` into ``v >= theta``)."""
+    du, dv = _decays(neuron, target)
+    bias_mant, bias_exp = _split_bias(np.rint(alpha * neuron.gain * bias) + 1, target)
+    if image:
+        bias_mant, bias_exp = bias_mant[:, None, None], bias_exp[:, None, None]
+    return ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
+
+
 def _quantize_synapse(name: str, syn: ir.Op, neuron: ir.LeakyNeuron, rng: ValueRange,
                       target: Target) -> tuple[ir.Op, ir.LoihiLIF, LayerQuantization]:
     real = neuron.gain * rng.scale * syn.weight
-    shift = 1 << target.activation_shift
-    peak = float(np.abs(real).max()) or 1.0
-    # alpha from weight precision, then lowered until vth and the current bound fit.
-    alpha = (target.max_weight_mantissa + 0.5) * 2 * shift / peak
-    alpha = min(alpha, shift * target.max_threshold / neuron.threshold)
-    for _ in range(64):
-        vth = int(math.floor(alpha * neuron.threshold / shift))
-        if vth < 1:
-            raise QuantizationError(f"{name}: weights are too large for the threshold "
-                                    f"{neuron.threshold} (vth rounds to 0)")
-        alpha = vth * shift / neuron.threshold
-        weights = 2 * _weight_mantissas(real, alpha, target)
-        bound = _current_bound(weights, rng.max_value)
-        if bound <= target.max_activation:
-            break
-        alpha *= target.max_activation / bound * 0.999
-    else:  # pragma: no cover - the loop always converges for finite weights
-        raise QuantizationError(f"{name}: no scale fits the activation bits")
-    du, dv = _decays(neuron, target)
-    bias_mant, bias_exp = _split_bias(np.rint(alpha * neuron.gain * syn.bias) + 1, target)
-    if isinstance(syn, ir.Conv2d):
-        int_syn = ir.IntConv2d(weights, syn.stride, syn.padding, syn.groups)
-        bias_mant, bias_exp = bias_mant[:, None, None], bias_exp[:, None, None]
-    else:
-        int_syn = ir.IntLinear(weights)
-    lif = ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
-    info = LayerQuantization(name, "", alpha, vth, dv, int(np.abs(weights).max()),
+    alpha, vth, (weights,), (bound,) = shared_scale(name, [real], [rng.max_value], [[0]],
+                                                    neuron.threshold, target)
+    lif = biased_lif(neuron, vth, alpha, syn.bias, isinstance(syn, ir.Conv2d), target)
+    info = LayerQuantization(name, "", alpha, vth, lif.dv, int(np.abs(weights).max()),
                              rng.max_value, bound)
-    return int_syn, lif, info
+    return int_synapse(syn, weights), lif, info
 
 
 def quantize(graph: ir.Graph, target: Target) -> QuantizedGraph:
@@ -132,11 +178,16 @@ def quantize(graph: ir.Graph, target: Target) -> QuantizedGraph:
     graph.validate()
     ranges = value_ranges(graph)
     nodes: list[ir.Node] = []
+    streams = quantize_streams(graph, ranges, target)
     layers: list[LayerQuantization] = []
-    absorbed: dict[str, ir.Node] = {}
+    absorbed: dict[str, ir.Node] = {name: graph[name] for name in streams.ops}
     for node in graph:
         op = node.op
-        if isinstance(op, ir.LeakyNeuron):
+        if node.name in streams.ops:  # membrane shortcuts: synapses and neurons with one scale
+            nodes.append(ir.Node(node.name, streams.ops[node.name], list(node.inputs),
+                                 dict(node.meta)))
+            layers += [streams.layers[node.name]] if node.name in streams.layers else []
+        elif isinstance(op, ir.LeakyNeuron):
             nodes_, info = _lower_neuron(graph, node, ranges, target)
             nodes.extend(nodes_)
             layers.append(info)
@@ -145,6 +196,10 @@ def quantize(graph: ir.Graph, target: Target) -> QuantizedGraph:
             nodes.append(ir.Node(node.name, op, list(node.inputs), dict(node.meta)))
         elif type(op) in SYNAPSE_RULES:
             continue  # lowered together with the neuron it feeds (checked there)
+        elif type(op) in NEURON_RULES:
+            nodes_, info = NEURON_RULES[type(op)](node, ranges, target)
+            nodes.extend(nodes_)
+            layers.append(info)
         else:
             raise QuantizationError(f"{node.name}: {type(op).__name__} cannot be quantized; run "
                                     "the float pipeline first (it folds BatchNorm and "
@@ -219,3 +274,99 @@ def _quantize_attention(name: str, ssa: ir.SSA, neuron: ir.LeakyNeuron, tokens: 
                       bias_exp=np.zeros(1, np.int64))
     info = LayerQuantization(name, "", alpha, vth, dv, 0, 1, product_max << shift, notes)
     return ir.IntSSA(ssa.heads, ssa.scale, shift), lif, info
+
+
+# -- SSA_Bin and XNOR attention (attention with an explicit integer map) ---------------------------
+MAX_MAP_SHIFT = 11
+
+
+def _largest_shift(name: str, fits) -> int:
+    """The largest shift <= MAX_MAP_SHIFT with ``fits(shift)``."""
+    for shift in range(MAX_MAP_SHIFT, -1, -1):
+        if fits(shift):
+            return shift
+    raise QuantizationError(f"{name}: the attention product does not fit the target's "
+                            "activation or threshold bits even unshifted")
+
+
+def _exact_horizon_notes(shift: int, fraction_bits: int, steps) -> list[str]:
+    horizon = shift - fraction_bits + 1
+    if steps is not None and steps > horizon:
+        return [f"attention neuron exact for T <= {horizon} only (T = {steps})"]
+    return []
+
+
+def _map_attention(graph, syn_node, neuron_node, ranges, target):
+    """SSA_Bin or XNOR attention feeding its attention neuron."""
+    for src in syn_node.inputs:
+        if ranges.get(src) != ValueRange(1, 1.0):
+            raise QuantizationError(f"{syn_node.name}: attention inputs must be spikes")
+    quantizer = {ir.SSABin: _quantize_ssa_bin, ir.XNORAttention: _quantize_xnor}
+    return quantizer[type(syn_node.op)](neuron_node.name, syn_node.op, neuron_node.op,
+                                        graph.shape(syn_node.name), target,
+                                        graph.meta.get("steps"))
+
+
+def _quantize_ssa_bin(name: str, op: ir.SSABin, neuron: ir.LeakyNeuron, shape, target: Target,
+                      steps):
+    """``a_in = (B V) << shift``; the mean becomes the integer bias ``-64 * 2**shift * mean``."""
+    tokens, _ = shape
+    unit = 1 << target.activation_shift
+    bias_limit = (((1 << (target.bias_mantissa_bits - 1)) - 1)
+                  << ((1 << target.bias_exponent_bits) - 1))
+    mean_max = float(np.abs(op.mean).max(initial=0.0))
+    shift = _largest_shift(name, lambda s: (
+        tokens << s <= target.max_activation and unit * mean_max * 2 ** s <= bias_limit
+        and fixedpoint.attention_threshold(neuron.threshold, neuron.gain, 1.0, s)
+        <= target.max_threshold))
+    fraction = fixedpoint.fraction_bits(op.mean, shift)
+    notes = _exact_horizon_notes(shift, shift if fraction is None else fraction, steps)
+    if fraction is None:
+        notes.append(f"mean rounded to multiples of 2**-{shift}")
+    bias = -unit * np.rint(op.mean * 2.0 ** shift).astype(np.int64)
+    bias_mant, bias_exp = _split_bias(bias, target)
+    if not np.array_equal(fixedpoint.effective_bias(bias_mant, bias_exp), bias):
+        raise QuantizationError(f"{name}: the attention shift {bias} has no exact "
+                                f"{target.bias_mantissa_bits}-bit mantissa")
+    du, dv = _decays(neuron, target)
+    vth = fixedpoint.attention_threshold(neuron.threshold, neuron.gain, 1.0, shift)
+    lif = ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
+    info = LayerQuantization(name, "", unit * 2 ** shift / neuron.gain, vth, dv, 0, 1,
+                             tokens << shift, notes)
+    return ir.IntSSABin(op.heads, np.floor(op.delta), shift), lif, info
+
+
+def _quantize_xnor(name: str, op: ir.XNORAttention, neuron: ir.LeakyNeuron, shape,
+                   target: Target, steps):
+    """``a_in = (M V) << shift``; the learned scale folds into the threshold."""
+    _, channels = shape
+    unit = 1 << target.activation_shift
+    product = op.product_bound(channels)
+    shift = _largest_shift(name, lambda s: (
+        product << s <= target.max_activation
+        and fixedpoint.attention_threshold(neuron.threshold, neuron.gain, op.scale, s)
+        <= target.max_threshold))
+    du, dv = _decays(neuron, target)
+    vth = fixedpoint.attention_threshold(neuron.threshold, neuron.gain, op.scale, shift)
+    lif = ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=np.zeros(1, np.int64),
+                      bias_exp=np.zeros(1, np.int64))
+    info = LayerQuantization(name, "", unit * 2 ** shift / (neuron.gain * op.scale), vth, dv, 0,
+                             1, product << shift, _exact_horizon_notes(shift, 0, steps))
+    int_op = ir.IntXNORAttention(op.heads, op.scale, op.offset, op.position_bits,
+                                 op.position_bias, shift)
+    return int_op, lif, info
+
+
+SYNAPSE_RULES.update({ir.SSABin: _map_attention, ir.XNORAttention: _map_attention})
+
+
+# Spike counts, Hadamard products (coincidence neurons) and membrane shortcuts (shared-scale
+# groups): SDSA and Q-K attention. Those modules build on the helpers above, so they come last.
+from .shared_scale import quantize_streams  # noqa: E402
+from .spike_logic import coincidence_neuron, spike_count_neuron  # noqa: E402
+
+SYNAPSE_RULES.update({ir.HeadSum: spike_count_neuron, ir.TokenSum: spike_count_neuron})
+#: Spiking ops that become a synapse + neuron pair of their own:
+#: ``rule(node, ranges, target) -> (nodes, info)``.
+NEURON_RULES = {ir.SpikeAnd: coincidence_neuron}
+EXACT_OPS += (ir.CurrentSum, ir.SpikeBroadcast)

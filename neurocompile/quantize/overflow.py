@@ -13,7 +13,9 @@ import numpy as np
 
 from .. import ir
 from ..target import Target
+from . import spike_logic
 from .ranges import value_ranges
+from .shared_scale import STREAM_OPS
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,12 @@ def _synapse_bound(graph: ir.Graph, name: str, ranges) -> float:
     if isinstance(op, ir.IntSSA):
         tokens, channels = graph.shape(name)
         return float(tokens * (channels // op.heads) << op.shift)
-    return float("inf")
+    if isinstance(op, (ir.IntSSABin, ir.IntXNORAttention)):
+        return float(op.a_in_bound(*graph.shape(name)))
+    if isinstance(op, STREAM_OPS):  # a membrane shortcut: the neuron sums all its synapses
+        return sum(_synapse_bound(graph, src, ranges) for src in node.inputs)
+    bound = spike_logic.current_bound(graph, name)
+    return float("inf") if bound is None else float(bound)
 
 
 def check_overflow(graph: ir.Graph, target: Target) -> list[OverflowFinding]:

@@ -297,3 +297,80 @@ def test_energy_models_with_macs_and_neuron_updates(standard):
 def test_unknown_energy_model_lists_the_available_ones(standard):
     with pytest.raises(NeurocompileError, match="horowitz45nm.*loihi1.*sop77"):
         estimate_energy(standard[3], load_target("loihi2"), "nope")
+
+
+# -- per-step counts, active updates, the counting-rule table --------------------------------------
+def test_per_step_counts_add_up_and_match_each_step(standard):
+    g, _, trace, counts = standard
+    b, t = trace.outputs["input"].shape[:2]
+    for layer in counts.layers:
+        for key in ("sops", "graded_sops", "attention_ops", "lut_reads", "neuron_updates",
+                    "active_updates", "spikes"):
+            steps = layer.per_step[key]
+            assert len(steps) == t, (layer.name, key)
+            assert sum(steps) == pytest.approx(getattr(layer, key)), (layer.name, key)
+        assert layer.lut_reads == 0
+        assert layer.spikes <= layer.active_updates <= layer.neuron_updates
+    conv = counts.layer("conv_lif")
+    for step in range(t):
+        x = trace.outputs["input"][:, step:step + 1]
+        assert conv.per_step["sops"][step] * b == brute_conv_sops(x, (4, 2, 3, 3), 1, 1, 1, (5, 5))
+        assert conv.per_step["spikes"][step] * b == trace.outputs["conv_lif"][:, step].sum()
+    # active = non-zero input current or a spike
+    current = trace.outputs["fc"] != 0
+    fired = trace.outputs["fc_lif"] != 0
+    assert counts.layer("fc_lif").active_updates * b == (current | fired).sum()
+    assert list(counts.per_step("spikes")) == pytest.approx(
+        [sum(layer.per_step["spikes"][s] for layer in counts.layers) for s in range(t)])
+
+
+def test_attention_per_step_matches_brute_force():
+    g = attention_graph()
+    trace = run_int(g, images(2, (1, 4, 4), 5), steps=3)
+    layer = count_activity(g, trace).layer("attn_lif")
+    o = trace.outputs
+    for step in range(3):
+        qk, av = brute_attention(o["q_lif"][:, step], o["k_lif"][:, step], o["v_lif"][:, step], 2)
+        assert layer.per_step["attention_ops"][step] * 2 == qk + av
+
+
+def test_event_maps_record_every_message_source(standard):
+    g, _, trace, counts = standard
+    for name in ("input", "conv_lif", "fc_lif"):
+        assert counts.event_maps[name].shape == g.shape(name)
+        assert counts.event_maps[name].sum() == np.count_nonzero(trace.outputs[name])
+        assert counts.event_steps[name].sum() == np.count_nonzero(trace.outputs[name])
+
+
+def test_a_new_op_registers_its_own_counting_rule():
+    """A table-based attention op (like NSAD) counts its table reads without touching the loop."""
+    from dataclasses import dataclass
+
+    from neurocompile.estimate.counts import COUNTING_RULES, _Counter, register_counting_rule
+
+    @dataclass(eq=False)
+    class TableSSA(ir.IntSSA):
+        pass
+
+    def count_table(counter, node):
+        part = _Counter.attention(counter, node)
+        reads = part["attention_qk_ops"]                   # one table read per coincidence
+        part["lut_reads"] = reads
+        part["steps"]["lut_reads"] = part["steps"]["attention_qk_ops"]
+        return part
+
+    g = attention_graph()
+    trace = run_int(g, images(2, (1, 4, 4), 5), steps=3)   # same values: only the rule differs
+    plain = count_activity(g, trace)
+    g.nodes["ssa"].op = TableSSA(heads=2, scale=0.125, shift=0)
+    assert count_activity(g, trace).total_lut_reads == 0    # inherits IntSSA's rule
+    register_counting_rule(TableSSA, "attention")(count_table)
+    try:
+        counts = count_activity(g, trace)
+    finally:
+        del COUNTING_RULES[TableSSA]
+    layer = counts.layer("attn_lif")
+    assert layer.kind == "attention"
+    assert layer.lut_reads == layer.attention_qk_ops == plain.layer("attn_lif").attention_qk_ops
+    assert sum(layer.per_step["lut_reads"]) == layer.lut_reads > 0
+    assert counts.total_lut_reads == layer.lut_reads

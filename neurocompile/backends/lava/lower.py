@@ -10,7 +10,13 @@ Mapping (stock Lava processes wherever the math allows):
   per step instead of C_out * C_in;
 * ``LoihiLIF`` -> ``LIFReset`` (reset every T steps, at the step each sample reaches the layer);
 * ``SpikeMaxPool`` -> a depthwise all-ones ``Conv`` into an OR neuron (``LIF``, vth 0, no memory);
-* ``IntSSA`` -> the custom ``SpikingSelfAttention`` process (the only non-stock process);
+* ``IntSSA`` -> the custom ``SpikingSelfAttention`` process;
+* ``IntSSABin``, ``IntXNORAttention`` -> the custom ``MapAttention`` process, Gray-PE bits from a
+  bias-driven ``LIF`` (``lower_map_attention.py``);
+* ``IntHeadSum``, ``IntTokenSum``, ``CoincidenceInput`` -> stock ``Sparse`` (all-ones / unit
+  weights), ``SpikeBroadcast``, ``CurrentSum`` -> no process (``lower_spike_logic.py``); a
+  synapse whose current is needed later than it comes (a membrane shortcut) is rebuilt for that
+  population from delayed spikes;
 * ``Add`` -> no process: every part of a residual sum connects to the consumer's input port, which
   sums its connections; parts that arrive early are delayed with ``DelaySparse``;
 * ``Tokens`` -> nothing but a reshape of the ports: (W, H, C) -> (N, C, 1), so Lava's token order
@@ -24,6 +30,7 @@ per-layer reset offset makes each layer start every sample from zero state.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +39,9 @@ from ... import ir
 from ...errors import GraphError
 from ...quantize.ranges import value_ranges
 from . import layout
+from .lower_map_attention import LOWERINGS as MAP_ATTENTION_LOWERINGS
+from .lower_spike_logic import LOWERINGS as SPIKE_LOGIC_LOWERINGS
+from .lower_spike_logic import SYNAPTIC as SPIKE_LOGIC_SYNAPSES
 
 MAX_DELAY_PER_SYNAPSE = 64  # DelaySparse delays 0..63, plus its own step
 
@@ -69,6 +79,8 @@ class _Builder:
         self.ranges = value_ranges(graph)
         self.out = Lowered([], {}, {}, {})
         self._delayed: dict[tuple[int, int, tuple], object] = {}
+        #: synapse processes' output ports (by id) -> their node, to rebuild them at a later depth
+        self.synapse_outputs: dict[int, ir.Node] = {}
 
     # -- shapes and layouts ---------------------------------------------------------------------
     def shape_of(self, name: str) -> tuple[int, ...]:
@@ -122,11 +134,18 @@ class _Builder:
     def input_depth(self, names: list[str]) -> int:
         return max(d for name in names for _, d in self.out.ports[name])
 
-    def connect_inputs(self, names: list[str], in_port, shape) -> int:
-        """Connect every part of the named inputs to ``in_port``, aligned; returns their depth."""
-        depth = self.input_depth(names)
+    def connect_inputs(self, names: list[str], in_port, shape, depth: int | None = None) -> int:
+        """Connect every part of the named inputs to ``in_port``, aligned at ``depth`` (default:
+        the latest part's); returns the depth.
+
+        Spikes that arrive early are delayed. A synapse's output (a current, in a membrane
+        shortcut) cannot be delayed on Loihi: a copy of the synapse is built instead, fed with
+        its input spikes delayed (Loihi's synaptic delay; one copy per target population)."""
+        depth = self.input_depth(names) if depth is None else depth
         for name in names:
             for port, d in self.out.ports[name]:
+                if d < depth and id(port) in self.synapse_outputs:
+                    (port, d), = self.synapse(self.synapse_outputs[id(port)], depth)
                 src = self.delayed(port, shape, depth - d) if d < depth else self.shaped(port,
                                                                                           shape)
                 src.connect(in_port)
@@ -142,7 +161,9 @@ class _Builder:
         data = np.moveaxis(np.concatenate([data, pad]), 0, -1).astype(np.int32)
         return [(self.add_proc(RingBuffer(data=data)).s_out, 0)]
 
-    def synapse(self, node: ir.Node):
+    def synapse(self, node: ir.Node, depth: int | None = None):
+        """``IntConv2d`` / ``IntLinear`` -> ``Conv``; its output at ``depth`` (default: as early
+        as its inputs allow)."""
         from lava.proc.conv.process import Conv
 
         op = node.op
@@ -162,7 +183,9 @@ class _Builder:
         bits = _message_bits(self.ranges[node.inputs[0]].max_value)
         proc = self.add_proc(Conv(weight=weight.astype(np.int32), input_shape=in_shape,
                                   num_message_bits=bits, name=node.name, **kwargs))
-        depth = self.connect_inputs(node.inputs, proc.s_in, in_shape)
+        depth = self.connect_inputs(node.inputs, proc.s_in, in_shape,
+                                    None if depth is None else depth - 1)
+        self.synapse_outputs[id(proc.a_out)] = node
         return [(proc.a_out, depth + 1)]
 
     def lif(self, node: ir.Node):
@@ -215,6 +238,10 @@ class _Builder:
         lowerings = {ir.Input: self.input_, ir.IntConv2d: self.synapse,
                      ir.IntLinear: self.synapse, ir.LoihiLIF: self.lif,
                      ir.SpikeMaxPool: self.max_pool, ir.IntSSA: self.ssa}
+        lowerings.update({op: functools.partial(lower_op, self)
+                          for op, lower_op in MAP_ATTENTION_LOWERINGS.items()})
+        lowerings.update({op: functools.partial(lower_op, self)
+                          for op, lower_op in SPIKE_LOGIC_LOWERINGS.items()})
         for node in self.graph:
             op = node.op
             if node.inputs and node.inputs[0] in self.out.grid:
@@ -240,7 +267,8 @@ def pipeline_depth(graph: ir.Graph) -> int:
     depth: dict[str, int] = {}
     for node in graph:
         base = max((depth[i] for i in node.inputs), default=0)
-        adds = isinstance(node.op, (ir.IntConv2d, ir.IntLinear, ir.IntSSA, ir.SpikeMaxPool))
+        adds = isinstance(node.op, (ir.IntConv2d, ir.IntLinear, ir.IntSSA, ir.SpikeMaxPool,
+                                    *MAP_ATTENTION_LOWERINGS, *SPIKE_LOGIC_SYNAPSES))
         depth[node.name] = base + (1 if adds else 0)
     return max(depth.values())
 

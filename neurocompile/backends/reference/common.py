@@ -5,6 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ... import fixedpoint
+
 
 def add(op, xs, state, t):
     return sum(xs[1:], xs[0])
@@ -37,3 +39,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride: int, padding: int,
                  torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float64)),
                  stride=stride, padding=padding, groups=groups)
     return y.numpy()
+
+
+def spike_broadcast(op, xs, state, t):
+    return fixedpoint.broadcast_spikes(xs[0], op.broadcast, op.size)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import ir
+from ... import fixedpoint, ir
 from . import common
 
 
@@ -58,3 +58,50 @@ KERNELS = {
     ir.LIF: lif, ir.LeakyNeuron: leaky_neuron, ir.SSA: ssa, ir.Add: common.add, ir.Tokens: common.tokens,
     ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
 }
+
+
+def head_sum(op: ir.HeadSum, xs, state, t):
+    return fixedpoint.head_sum(xs[0], op.heads).astype(np.float64)
+
+
+def token_sum(op: ir.TokenSum, xs, state, t):
+    return fixedpoint.token_sum(xs[0]).astype(np.float64)
+
+
+def spike_and(op: ir.SpikeAnd, xs, state, t):
+    return xs[0] * xs[1]
+
+
+KERNELS.update({ir.HeadSum: head_sum, ir.TokenSum: token_sum, ir.SpikeAnd: spike_and,
+                ir.SpikeBroadcast: common.spike_broadcast, ir.CurrentSum: common.add})
+
+
+def _heads(x: np.ndarray, heads: int) -> np.ndarray:
+    """(B, N, C) -> (B, heads, N, C / heads)."""
+    b, n, c = x.shape
+    return x.reshape(b, n, heads, c // heads).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(y: np.ndarray) -> np.ndarray:
+    """(B, heads, N, d) -> (B, N, heads * d)."""
+    b, h, n, d = y.shape
+    return y.transpose(0, 2, 1, 3).reshape(b, n, h * d)
+
+
+def ssa_bin(op: ir.SSABin, xs, state, t):
+    q, k, v = (_heads(x, op.heads) for x in xs)
+    attn = (q @ k.transpose(0, 1, 3, 2) > op.delta[:, None, None]).astype(np.float64)
+    return _merge_heads(attn @ v) - op.mean
+
+
+def xnor_attention(op: ir.XNORAttention, xs, state, t):
+    q, k, v = (_heads(x, op.heads) for x in xs)
+    pos = op.position_bits.astype(np.float64)
+    q, k = (np.concatenate([a, np.broadcast_to(pos, a.shape[:-1] + pos.shape[-1:])], axis=-1)
+            for a in (q, k))
+    attn = q @ k.transpose(0, 1, 3, 2) + (1 - q) @ (1 - k).transpose(0, 1, 3, 2) \
+        + op.position_bias - op.offset[:, None, None]
+    return op.scale * _merge_heads(attn @ v)
+
+
+KERNELS.update({ir.SSABin: ssa_bin, ir.XNORAttention: xnor_attention})

@@ -43,3 +43,32 @@ KERNELS = {
     ir.LoihiLIF: loihi_lif, ir.IntSSA: int_ssa, ir.Add: common.add, ir.Tokens: common.tokens,
     ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
 }
+
+
+def int_head_sum(op: ir.IntHeadSum, xs, state, t):
+    return fixedpoint.head_sum(xs[0], op.heads) << op.shift
+
+
+def int_token_sum(op: ir.IntTokenSum, xs, state, t):
+    return fixedpoint.token_sum(xs[0]) << op.shift
+
+
+KERNELS.update({ir.IntHeadSum: int_head_sum, ir.IntTokenSum: int_token_sum,
+                ir.SpikeBroadcast: common.spike_broadcast, ir.CoincidenceInput: common.add,
+                ir.CurrentSum: common.add})
+
+
+def int_ssa_bin(op: ir.IntSSABin, xs, state, t):
+    q, k, v = xs
+    attn = fixedpoint.binary_attention_map(q, k, op.heads, op.delta)
+    return fixedpoint.attention_product(attn, v, op.heads) << op.shift
+
+
+def int_xnor_attention(op: ir.IntXNORAttention, xs, state, t):
+    q, k, v = xs
+    attn = fixedpoint.xnor_attention_map(q, k, op.heads, op.position_bits) \
+        + op.position_bias - op.offset[:, None, None]
+    return fixedpoint.attention_product(attn, v, op.heads) << op.shift
+
+
+KERNELS.update({ir.IntSSABin: int_ssa_bin, ir.IntXNORAttention: int_xnor_attention})

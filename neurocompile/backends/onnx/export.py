@@ -1,0 +1,387 @@
+"""The integer graph as an ONNX model that computes exactly what ``reference.run_int`` computes.
+
+The T time steps are unrolled; the state (u, v) of every ``LoihiLIF`` and the readout's running
+sum are carried from one unrolled step to the next. Inputs and outputs:
+
+* ``images``: int64 (batch, C, H, W), the integer image presented at every step;
+* ``logits``: float64 (batch, classes), the readout after the last step;
+* ``spikes/<node>``: int8 0/1 (batch, T, *shape), one per spiking node (LoihiLIF, SpikeMaxPool).
+
+Exactness (opset 17, onnxruntime's CPU provider):
+
+* neuron arithmetic is int64 and copies ``neurocompile.fixedpoint``: the 12-bit decay is an integer
+  ``Div`` by 4096, which truncates toward zero like ``sign(p) * (|p| >> 12)``; the 24-bit wrap of u
+  is two ``Where`` with the same (asymmetric) bounds as ``fixedpoint.wrap_current``; the clip of v
+  is ``Max`` / ``Min``; a spike is ``v > vth << 6``;
+* convolutions (onnxruntime's Conv is float only), matrix products and max-pooling run in float32
+  when every partial sum is an integer of magnitude <= 2**24 (``value_bounds`` proves it from the
+  weights and the ``Input.max_value`` bound of the images), in float64 for matrix products up to
+  2**53, and the export refuses anything larger; the weight exponent is a multiplication by a power
+  of two (exact) and, when negative, a ``Floor`` (the arithmetic right shift), then a Cast to int64;
+* the readout sums the integer spike counts exactly, then does in float64, in the same order, what
+  ``common.readout`` does: / tokens, running sum over steps, / T, ``@ W.T`` (a Gemm), ``+ b``.
+  Only the dot products of that Gemm may be summed in another order than numpy's BLAS, so logits
+  agree to about 1e-16 (not always bit for bit) while predictions and every spike are exact.
+
+Images outside ``0..Input.max_value`` are outside the proven range (the float products may round).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ... import fixedpoint, ir
+from ...errors import NeurocompileError
+
+OPSET = 17
+IR_VERSION = 8  # onnxruntime 1.18+ reads it; onnx >= 1.16 would write a newer one by default
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+INPUT = "images"
+LOGITS = "logits"
+
+
+def spike_output(name: str) -> str:
+    """The ONNX output holding the spikes of node ``name``."""
+    return f"spikes/{name}"
+
+
+# --- building blocks -----------------------------------------------------------------------------
+
+class Builder:
+    """Collects ONNX nodes and initializers; constants are shared by value."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._constants: dict[tuple, str] = {}
+        self.scope = "g"
+        self._count = 0
+
+    def const(self, value, dtype=np.int64, name: str | None = None) -> str:
+        array = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._constants:
+            tensor_name = name or f"const/{len(self._constants)}"
+            self.initializers.append(numpy_helper.from_array(array, tensor_name))
+            self._constants[key] = tensor_name
+        return self._constants[key]
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs) -> str:
+        self._count += 1
+        output = output or f"{self.scope}/{op_type}_{self._count}"
+        self.nodes.append(helper.make_node(op_type, inputs, [output],
+                                           name=f"{op_type}_{self._count}", **attrs))
+        return output
+
+    def cast(self, x: str, to: int) -> str:
+        return self.op("Cast", [x], to=to)
+
+    def add_all(self, xs: list[str]) -> str:
+        total = xs[0]
+        for x in xs[1:]:
+            total = self.op("Add", [total, x])
+        return total
+
+
+def _decay(b: Builder, x: str | None, d: int) -> str | None:
+    """``fixedpoint.decay``: trunc0(x * (4096 - d) / 4096); None stands for a zero state."""
+    if x is None or d == fixedpoint.DECAY_UNITY:
+        return None
+    if d == 0:
+        return x
+    prod = b.op("Mul", [x, b.const(fixedpoint.DECAY_UNITY - d)])
+    return b.op("Div", [prod, b.const(fixedpoint.DECAY_UNITY)])  # integer Div truncates to 0
+
+
+def _wrap_current(b: Builder, u: str) -> str:
+    """``fixedpoint.wrap_current``, with its asymmetric bounds."""
+    half = fixedpoint.STATE_HALF
+    above = b.op("Greater", [u, b.const(half)])
+    wrapped = b.op("Where", [above, b.op("Sub", [u, b.const(2 * half)]), u])
+    below = b.op("LessOrEqual", [wrapped, b.const(-half)])
+    return b.op("Where", [below, b.op("Add", [u, b.const(2 * half)]), wrapped])
+
+
+def lif_step(b: Builder, u: str | None, v: str | None, a_in: str, *, du: int, dv: int,
+             bias: np.ndarray, vth: int) -> tuple[str, str, str]:
+    """``fixedpoint.lif_step`` on int64 tensors: returns the names of (u, v, spikes int64).
+
+    ``u`` / ``v`` None mean the zero state of step 0.
+    """
+    current = b.op("Mul", [a_in, b.const(1 << fixedpoint.ACT_SHIFT)])
+    decayed_u = _decay(b, u, du + 1)
+    u = _wrap_current(b, current if decayed_u is None else b.op("Add", [decayed_u, current]))
+    decayed_v = _decay(b, v, dv)
+    v = u if decayed_v is None else b.op("Add", [decayed_v, u])
+    v = b.op("Add", [v, b.const(bias)])
+    v = b.op("Min", [b.op("Max", [v, b.const(-fixedpoint.V_LIMIT)]), b.const(fixedpoint.V_LIMIT)])
+    fired = b.op("Greater", [v, b.const(np.int64(vth) << fixedpoint.ACT_SHIFT)])
+    v = b.op("Where", [fired, b.const(0), v])
+    return u, v, b.cast(fired, TensorProto.INT64)
+
+
+def lif_step_model(*, du: int, dv: int, bias, vth: int) -> onnx.ModelProto:
+    """One LIF step as a model: inputs u, v, a_in (int64, any shape), outputs u, v, spikes."""
+    b = Builder()
+    u, v, spikes = lif_step(b, "u_in", "v_in", "a_in", du=du, dv=dv,
+                            bias=np.asarray(bias, dtype=np.int64), vth=vth)
+    outs = [b.op("Identity", [x], output=name) for x, name in
+            ((u, "u"), (v, "v"), (spikes, "spikes"))]
+    int64 = lambda name: helper.make_tensor_value_info(name, TensorProto.INT64, None)  # noqa
+    graph = helper.make_graph(b.nodes, "lif_step", [int64(n) for n in ("u_in", "v_in", "a_in")],
+                              [int64(n) for n in outs], b.initializers)
+    return _model(graph)
+
+
+# --- exactness of the float products -------------------------------------------------------------
+
+def value_bounds(graph: ir.Graph) -> dict[str, int]:
+    """The largest |value| of every tensor that feeds a product (images within max_value)."""
+    bounds: dict[str, int] = {}
+    for node in graph:
+        op, ins = node.op, [bounds.get(i, 0) for i in node.inputs]
+        if isinstance(op, ir.Input):
+            bounds[node.name] = int(op.max_value)
+        elif isinstance(op, ir.SpikeMaxPool):  # a max of its input (spikes: 0/1)
+            bounds[node.name] = ins[0]
+        elif op.spiking:
+            bounds[node.name] = 1
+        elif isinstance(op, (ir.Add, ir.Tokens)):
+            bounds[node.name] = sum(ins)
+        elif isinstance(op, (ir.IntConv2d, ir.IntLinear)):
+            bounds[node.name] = _accumulator_bound(op, ins[0])
+    return bounds
+
+
+def _accumulator_bound(op, x_bound: int) -> int:
+    """Largest partial sum of ``W x`` before the weight exponent (sum of |terms|)."""
+    rows = np.abs(op.weight.reshape(op.weight.shape[0], -1)).sum(axis=1)
+    return int(rows.max(initial=0)) * int(x_bound)
+
+
+def _compute_type(node: ir.Node, bound: int, double_ok: bool) -> int:
+    if bound <= FLOAT32_EXACT:
+        return TensorProto.FLOAT
+    if double_ok and bound <= FLOAT64_EXACT:
+        return TensorProto.DOUBLE
+    limit = "2**53" if double_ok else "2**24 (onnxruntime's Conv is float32 only)"
+    raise NeurocompileError(f"{node.name}: partial sums up to {bound} exceed {limit}; the ONNX "
+                            f"export of {type(node.op).__name__} would not be exact")
+
+
+def _shift_to_int(b: Builder, acc: str, exp: int, dtype: int) -> str:
+    """``fixedpoint.shift_accumulated`` on an exact float accumulator, then int64."""
+    if exp:
+        acc = b.op("Mul", [acc, b.const(2.0 ** exp, _NUMPY[dtype])])
+        if exp < 0:
+            acc = b.op("Floor", [acc])
+    return b.cast(acc, TensorProto.INT64)
+
+
+_NUMPY = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64}
+
+
+# --- emitters: one per op type, like the interpreter's kernels -----------------------------------
+
+@dataclass
+class Context:
+    builder: Builder
+    graph: ir.Graph
+    steps: int
+    bounds: dict[str, int]
+    t: int = 0
+    states: dict[str, dict] = field(default_factory=dict)
+
+
+def _input(ctx: Context, node: ir.Node, xs: list[str], state: dict) -> str:
+    return INPUT
+
+
+def _add(ctx, node, xs, state):
+    return ctx.builder.add_all(xs)
+
+
+def _tokens(ctx, node, xs, state):
+    b = ctx.builder
+    c, h, w = ctx.graph.shape(node.inputs[0])
+    flat = b.op("Reshape", [xs[0], b.const([0, c, h * w])])
+    return b.op("Transpose", [flat], perm=[0, 2, 1])
+
+
+def _spike_max_pool(ctx, node, xs, state):
+    b, op = ctx.builder, node.op
+    x = b.cast(xs[0], TensorProto.FLOAT)
+    if op.padding:  # zero padding, as the reference pads
+        p = op.padding
+        x = b.op("Pad", [x, b.const([0, 0, p, p, 0, 0, p, p])])
+    y = b.op("MaxPool", [x], kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2)
+    return b.cast(y, TensorProto.INT64)
+
+
+def _int_conv2d(ctx, node, xs, state):
+    b, op = ctx.builder, node.op
+    dtype = _compute_type(node, ctx.bounds[node.name], double_ok=False)
+    weight = b.const(op.weight, np.float32, name=f"{node.name}/weight")
+    y = b.op("Conv", [b.cast(xs[0], dtype), weight], strides=[op.stride] * 2,
+             pads=[op.padding] * 4, group=op.groups)
+    return _shift_to_int(b, y, op.weight_exp, dtype)
+
+
+def _int_linear(ctx, node, xs, state):
+    b, op = ctx.builder, node.op
+    dtype = _compute_type(node, ctx.bounds[node.name], double_ok=True)
+    weight = b.const(op.weight.T, _NUMPY[dtype], name=f"{node.name}/weight_t")
+    y = b.op("MatMul", [b.cast(xs[0], dtype), weight])
+    return _shift_to_int(b, y, op.weight_exp, dtype)
+
+
+def _loihi_lif(ctx, node, xs, state):
+    op = node.op
+    state["u"], state["v"], spikes = lif_step(ctx.builder, state.get("u"), state.get("v"),
+                                              ctx.builder.add_all(xs), du=op.du, dv=op.dv,
+                                              bias=op.bias, vth=op.vth)
+    return spikes
+
+
+def _int_ssa(ctx, node, xs, state):
+    b, op = ctx.builder, node.op
+    n, c = ctx.graph.shape(node.name)
+    d = c // op.heads
+    q_b, k_b, v_b = (ctx.bounds.get(i, 1) for i in node.inputs)
+    dtype = _compute_type(node, n * d * q_b * k_b * v_b, double_ok=True)
+    heads = [b.op("Reshape", [b.cast(x, dtype), b.const([0, n, op.heads, d])]) for x in xs]
+    q = b.op("Transpose", [heads[0]], perm=[0, 2, 1, 3])  # (B, heads, N, d)
+    k_t = b.op("Transpose", [heads[1]], perm=[0, 2, 3, 1])  # (B, heads, d, N)
+    v = b.op("Transpose", [heads[2]], perm=[0, 2, 1, 3])
+    out = b.op("MatMul", [b.op("MatMul", [q, k_t]), v])
+    merged = b.op("Reshape", [b.op("Transpose", [out], perm=[0, 2, 1, 3]), b.const([0, n, c])])
+    return _shift_to_int(b, merged, op.shift, dtype)
+
+
+def _readout(ctx, node, xs, state):
+    """``common.readout``: token mean, running sum over steps; logits after the last step."""
+    b, op = ctx.builder, node.op
+    shape = ctx.graph.shape(node.inputs[0])
+    tokens = int(np.prod(shape[:-1]))
+    flat = b.op("Reshape", [xs[0], b.const([0, -1, shape[-1]])])
+    counts = b.op("ReduceSum", [flat, b.const([1])], keepdims=0)  # exact integers
+    mean = b.op("Div", [b.cast(counts, TensorProto.DOUBLE), b.const(float(tokens), np.float64)])
+    state["sum"] = mean if "sum" not in state else b.op("Add", [state["sum"], mean])
+    if ctx.t < ctx.steps - 1:
+        return state["sum"]
+    avg = b.op("Div", [state["sum"], b.const(float(ctx.steps), np.float64)])
+    # Gemm, not MatMul: onnxruntime's MatMulScaleFusion would fold the Div above into a float32
+    # alpha of a FusedMatMul (1/3 rounded to float32); no fusion touches a Gemm without C.
+    weight = b.const(op.weight.T, np.float64, name=f"{node.name}/weight_t")
+    product = b.op("Gemm", [avg, weight])
+    return b.op("Add", [product, b.const(op.bias, np.float64, name=f"{node.name}/bias")])
+
+
+Emitter = Callable[[Context, ir.Node, list, dict], str]
+
+EMITTERS: dict[type, Emitter] = {
+    ir.Input: _input, ir.IntConv2d: _int_conv2d, ir.IntLinear: _int_linear,
+    ir.LoihiLIF: _loihi_lif, ir.IntSSA: _int_ssa, ir.Add: _add, ir.Tokens: _tokens,
+    ir.SpikeMaxPool: _spike_max_pool, ir.Readout: _readout,
+}
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+def _check(graph: ir.Graph, steps: int) -> None:
+    graph.validate()
+    if int(steps) < 1:
+        raise NeurocompileError(f"ONNX export needs at least one time step, got {steps}")
+    for node in graph:
+        if type(node.op) not in EMITTERS:
+            raise NeurocompileError(
+                f"{node.name}: the ONNX export has no rule for {type(node.op).__name__} "
+                f"(it exports {', '.join(sorted(t.__name__ for t in EMITTERS))})")
+    if not isinstance(graph[graph.output].op, ir.Readout):
+        raise NeurocompileError(f"{graph.output}: the graph output must be a Readout for the "
+                                "ONNX export")
+
+
+def _unroll(ctx: Context) -> tuple[str, dict[str, list[str]]]:
+    spikes: dict[str, list[str]] = {n.name: [] for n in ctx.graph if n.op.spiking}
+    ctx.states = {name: {} for name in ctx.graph.nodes}
+    for t in range(ctx.steps):
+        ctx.t, values = t, {}
+        for node in ctx.graph:
+            ctx.builder.scope = f"{node.name}/t{t}"
+            emit = EMITTERS[type(node.op)]
+            values[node.name] = emit(ctx, node, [values[i] for i in node.inputs],
+                                     ctx.states[node.name])
+            if node.name in spikes:
+                spikes[node.name].append(values[node.name])
+    return values[ctx.graph.output], spikes
+
+
+def _stack_spikes(b: Builder, name: str, frames: list[str]) -> str:
+    b.scope = f"{name}/stack"
+    axis = b.const([1])
+    frames = [b.op("Unsqueeze", [b.cast(f, TensorProto.INT8), axis]) for f in frames]
+    return b.op("Concat", frames, output=spike_output(name), axis=1)
+
+
+def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="neurocompile", ir_version=IR_VERSION)
+    return model
+
+
+def to_onnx(graph: ir.Graph, steps: int, *, batch: int | None = None) -> onnx.ModelProto:
+    """The integer ``graph`` unrolled over ``steps`` as an ONNX model (module docstring).
+
+    ``batch`` fixes the batch size; None (the default) leaves it dynamic.
+    """
+    _check(graph, steps)
+    b = Builder()
+    ctx = Context(b, graph, int(steps), value_bounds(graph))
+    logits, spikes = _unroll(ctx)
+    b.scope = "head"
+    b.op("Identity", [logits], output=LOGITS)
+    for name, frames in spikes.items():
+        _stack_spikes(b, name, frames)
+    dim = "batch" if batch is None else int(batch)
+    in_shape = next(n.op.shape for n in graph if isinstance(n.op, ir.Input))
+    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.DOUBLE,
+                                             [dim, graph.shape(graph.output)[0]])]
+    outputs += [helper.make_tensor_value_info(spike_output(n), TensorProto.INT8,
+                                              [dim, ctx.steps, *graph.shape(n)]) for n in spikes]
+    onnx_graph = helper.make_graph(
+        b.nodes, "neurocompile_int",
+        [helper.make_tensor_value_info(INPUT, TensorProto.INT64, [dim, *in_shape])],
+        outputs, b.initializers)
+    model = _model(onnx_graph)
+    helper.set_model_props(model, {"neurocompile.steps": str(ctx.steps),
+                                   "neurocompile.semantics": "reference.run_int"})
+    return model
+
+
+def write_onnx(graph: ir.Graph, steps: int, path: str | Path) -> onnx.ModelProto:
+    """Export ``graph`` with ``to_onnx`` and write it to ``path`` atomically; returns the model."""
+    model = to_onnx(graph, steps)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            onnx.save_model(model, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise NeurocompileError(f"{path}: cannot write the ONNX model "
+                                f"({exc.strerror or exc})") from exc
+    return model

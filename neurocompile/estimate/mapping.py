@@ -1,0 +1,666 @@
+"""Map the integer graph onto Loihi 2: neurons and synapses onto neurocores, attention onto x86.
+
+Needs the graph and the target only (no simulation). ``map_graph(graph, target)`` returns a
+``Mapping``: every population, how it is split into cores, where the cores sit, and why.
+
+Populations (what occupies cores)
+    * every layer of ``counts.layer_groups`` (a neuron population with the synapses that feed only
+      it; a max-pool is a depthwise all-ones convolution into OR neurons);
+    * every residual sum (``Add``) and current sum (``CurrentSum``) becomes a **relay**: one
+      graded neuron per element that adds its parts through unit synapses and sends the sum on as
+      one graded message. This is what the activity counts already assume (a residual sum reaches
+      the next synapse as ONE graded message), and it keeps the fan-in of the next layer at C_in
+      axons per token instead of growing with every residual part;
+    * a synapse with no neuron of its own (read by a sum and by a neuron) becomes an
+      **accumulator**: graded neurons that send the synapse's sums;
+    * spike sums (``IntHeadSum``, ``IntTokenSum``) and coincidence inputs are synapses like any
+      other (unit weights; a ``SpikeBroadcast`` operand fans out from its source);
+    * every attention product (a counting rule of kind "attention", e.g. ``IntSSA``) runs on the
+      chip's embedded **x86 cores** (the second realisation in the docstring of
+      ``backends/lava/processes/ssa.py``): no neurocores, Q/K/V spikes go in as messages, the
+      graded products come out as messages into the next neurons (one unit synapse each), and its
+      ops enter the cycle estimate as x86 time. The x86 cores of a chip (``[mesh] x86_cores``) are
+      shared by the attention layers whose neurons sit on that chip;
+    * the input image is injected by the host and the readout runs on the host (no cores).
+
+Cost model of one core holding ``m`` channels x ``q`` positions of a population (C channels,
+S positions: S = H*W of an image in row-major order, or N tokens; cores never hold two layers)
+    * neurons ``m * q <= [chip] neurons_per_core``;
+    * synaptic memory: weights are shared across positions inside a core (Loihi 2's
+      convolutional / axon-based weight sharing), so a core stores the kernel rows of its
+      channels ONCE: conv ``m * C_in/groups * k * k``, token-wise linear (a 1x1 convolution over
+      the token grid) ``m * C_in``, max-pool ``m * k * k``, unit synapses ``m``; times
+      ``[core] synapse_bits / 8`` bytes, ``<= [core] synaptic_memory_bytes``. A layer whose
+      weights exceed one core is split over channel groups, each core holding its rows;
+    * fan-in: one input axon per distinct input element the core's neurons read: conv
+      ``C_in (of the groups touched) x input pixels of the chunk's receptive field``, linear
+      ``q * C_in``, pool ``m x receptive field``, unit synapses ``m * q`` (``Feeder`` holds the
+      rule of every connectivity kind); ``<= fan_in_axons``;
+    * fan-out: every neuron needs one output route per destination core it reaches (counted from
+      the consumers' splits, so populations are split in reverse order, consumers first); the
+      routes of a core ``<= fan_out_axons``.
+    When one neuron alone needs more input axons or synaptic memory than a core has, its inputs are
+    split over ``input_splits`` cores (Loihi's multi-compartment dendritic join), multiplying cores.
+
+Splitting (per population) chooses the channel chunk m and the position chunk q (contiguous
+ranges) that need the fewest cores: for every distinct m, the largest feasible q by bisection.
+The limit that stops a bigger chunk is reported as ``binding``: "neurons", "memory" (synaptic
+memory), "fan-in" (input axons), "fan-out" (output routes), "input split", or "fits one core".
+
+Placement: populations take consecutive cores in graph order; cores fill a chip's tiles
+(``[mesh] cores_per_tile``) along a serpentine over its ``width x height`` tile mesh; a model that
+needs more than ``[chip] cores`` cores continues on the next chip (chips side by side, east-west),
+up to ``[chip] max_chips``. The x86 cores and the host link sit next to tile (0, 0) of their chip.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import ir
+from ..errors import NeurocompileError
+from .counts import counting_rule, layer_groups
+
+HOST = "host"
+
+
+#: feeder kinds whose output position n reads input position n only (token-wise)
+_TOKENWISE = ("linear", "unit", "headsum", "bcast_heads")
+
+
+@dataclass
+class Feeder:
+    """One synaptic input of a population: its connectivity and where its messages come from.
+
+    Kinds: "conv", "pool" (depthwise all-ones), "linear" (token-wise), "unit" (one unit synapse
+    per element: relays, x86 products, coincidence operands), "headsum" (token n's d channels of
+    head h -> (n, h)), "tokensum" (channel c of every token -> (0, c)), "bcast_heads" ((n, h) ->
+    the d channels of head h of token n) and "bcast_tokens" ((0, c) -> channel c of every token).
+    """
+
+    kind: str
+    source: str                # the sending population (or HOST)
+    node: str | None = None    # the synapse node of the graph (None for unit synapses)
+    in_channels: int = 0
+    in_grid: tuple[int, int] = (1, 1)  # (H, W) of the input positions (tokens: (N, 1))
+    out_grid: tuple[int, int] = (1, 1)
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    group: int = 1             # channels per head (headsum, bcast_heads)
+
+    # -- cost per core ----------------------------------------------------------------------
+    def synapses(self, m: int) -> int:
+        """Synapses a core holding m output channels stores (shared across positions)."""
+        if self.kind == "conv":
+            return m * (self.in_channels // self.groups) * self.kernel ** 2
+        if self.kind == "linear":
+            return m * self.in_channels
+        if self.kind == "pool":
+            return m * self.kernel ** 2
+        if self.kind == "headsum":
+            return m * self.group
+        if self.kind == "tokensum":
+            return m * self.in_grid[0]
+        return m
+
+    def channels_read(self, m: int, out_channels: int) -> int:
+        """Input channels that m consecutive output channels read (worst alignment)."""
+        if self.kind in ("pool", "unit", "tokensum", "bcast_tokens"):
+            return m
+        if self.kind == "headsum":
+            return min(self.in_channels, m * self.group)
+        if self.kind == "bcast_heads":
+            return min(self.in_channels, -(-m // self.group) + 1)
+        if self.groups == 1:
+            return self.in_channels
+        out_per_group = out_channels // self.groups
+        groups_touched = min(self.groups, -(-m // out_per_group) + (m % out_per_group != 0))
+        return min(self.in_channels, groups_touched * (self.in_channels // self.groups))
+
+    def footprint(self, q: int) -> int:
+        """Input positions read by the worst chunk of q consecutive output positions."""
+        if self.kind in _TOKENWISE:
+            return q
+        if self.kind == "tokensum":
+            return self.in_grid[0]
+        if self.kind == "bcast_tokens":
+            return 1
+        ho, wo = self.out_grid
+        h, w = self.in_grid
+        starts = np.arange(0, ho * wo, q)
+        ends = np.minimum(starts + q, ho * wo) - 1
+        r0, r1 = starts // wo, ends // wo
+        c0 = np.where(r1 > r0, 0, starts % wo)
+        c1 = np.where(r1 > r0, wo - 1, ends % wo)
+        k, s, p = self.kernel, self.stride, self.padding
+        rows = np.minimum(r1 * s - p + k - 1, h - 1) - np.maximum(r0 * s - p, 0) + 1
+        cols = np.minimum(c1 * s - p + k - 1, w - 1) - np.maximum(c0 * s - p, 0) + 1
+        return int((np.clip(rows, 0, None) * np.clip(cols, 0, None)).max())
+
+    def axons(self, m: int, q: int, out_channels: int) -> int:
+        return self.channels_read(m, out_channels) * self.footprint(q)
+
+    # -- connectivity to a split consumer ------------------------------------------------------
+    def position_targets(self, q: int) -> np.ndarray:
+        """(S_in, position chunks) bool: which chunks of q output positions each input reaches."""
+        ho, wo = self.out_grid
+        s_out = ho * wo
+        chunks = -(-s_out // q)
+        if self.kind in _TOKENWISE:
+            out = np.zeros((s_out, chunks), dtype=bool)
+            out[np.arange(s_out), np.arange(s_out) // q] = True
+            return out
+        if self.kind == "tokensum":                  # every token -> the one output position
+            return np.ones((self.in_grid[0], chunks), dtype=bool)
+        if self.kind == "bcast_tokens":              # the one input position -> every token
+            return np.ones((1, chunks), dtype=bool)
+        h, w = self.in_grid
+        out = np.zeros((h * w, chunks), dtype=bool)
+        oy, ox = np.divmod(np.arange(s_out), wo)
+        chunk = np.arange(s_out) // q
+        for a in range(self.kernel):
+            for b in range(self.kernel):
+                iy = oy * self.stride - self.padding + a
+                ix = ox * self.stride - self.padding + b
+                ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+                out[iy[ok] * w + ix[ok], chunk[ok]] = True
+        return out
+
+    def channel_targets(self, m: int, out_channels: int) -> np.ndarray:
+        """(C_in, channel chunks) bool: which chunks of m output channels each input reaches."""
+        chunks = -(-out_channels // m)
+        chunk_of_out = np.arange(out_channels) // m
+        if self.kind in ("pool", "unit", "tokensum", "bcast_tokens"):
+            out = np.zeros((out_channels, chunks), dtype=bool)
+            out[np.arange(out_channels), chunk_of_out] = True
+            return out
+        if self.kind in ("headsum", "bcast_heads"):  # channel c <-> head c // d
+            head_of = (lambda c: c // self.group)
+            ins = self.in_channels
+            out = np.zeros((ins, chunks), dtype=bool)
+            if self.kind == "headsum":               # input channel c -> output head c // d
+                out[np.arange(ins), head_of(np.arange(ins)) // m] = True
+            else:                                    # input head h -> output channels of head h
+                out[head_of(np.arange(out_channels)), chunk_of_out] = True
+            return out
+        if self.groups == 1:
+            return np.ones((self.in_channels, chunks), dtype=bool)
+        in_group = np.arange(self.in_channels) // (self.in_channels // self.groups)
+        out_group = np.arange(out_channels) // (out_channels // self.groups)
+        out = np.zeros((self.in_channels, chunks), dtype=bool)
+        for g in range(self.groups):
+            out[np.ix_(in_group == g, np.unique(chunk_of_out[out_group == g]))] = True
+        return out
+
+
+@dataclass
+class Population:
+    """Neurons that occupy cores (``unit="neurocore"``) or an attention layer on x86 cores."""
+
+    name: str
+    kind: str                  # layer kind ("conv", "linear", "pool", "attention", "relay", ...)
+    unit: str                  # "neurocore" or "x86"
+    output: str                # the graph node whose non-zero values this population sends
+    channels: int
+    positions: int
+    feeders: list[Feeder]
+    heads: int = 1             # attention: heads (an x86 unit uses at most this many x86 cores)
+    # the split (neurocore populations)
+    channel_chunk: int = 0
+    position_chunk: int = 0
+    input_splits: int = 1
+    cores: int = 0
+    first_core: int = 0
+    binding: str = ""
+    # per-core loads of the chosen split (worst core) and totals
+    max_neurons_per_core: int = 0
+    max_synaptic_bytes_per_core: int = 0
+    max_axons_per_core: int = 0
+    max_routes_per_core: int = 0
+    synaptic_bytes: int = 0
+    routes: np.ndarray | None = field(default=None, repr=False)  # (C, S) output routes
+    # x86 units
+    chip: int = 0
+    x86_share: float = 0.0     # x86 cores this attention layer has (a fraction when shared)
+
+    @property
+    def neurons(self) -> int:
+        return self.channels * self.positions if self.unit == "neurocore" else 0
+
+    @property
+    def channel_chunks(self) -> int:
+        return -(-self.channels // self.channel_chunk) if self.channel_chunk else 0
+
+    @property
+    def position_chunks(self) -> int:
+        return -(-self.positions // self.position_chunk) if self.position_chunk else 0
+
+    def core_of(self, pc: np.ndarray, cc: np.ndarray) -> np.ndarray:
+        """Global index of the (first split) core holding position chunk pc, channel chunk cc."""
+        return self.first_core + (pc * self.channel_chunks + cc) * self.input_splits
+
+    def as_dict(self) -> dict:
+        out = {"name": self.name, "kind": self.kind, "unit": self.unit,
+               "channels": self.channels, "positions": self.positions, "neurons": self.neurons,
+               "sources": sorted({f.source for f in self.feeders})}
+        if self.unit == "x86":
+            out.update(chip=self.chip, x86_share=self.x86_share, heads=self.heads)
+            return out
+        out.update(cores=self.cores, first_core=self.first_core,
+                   channel_chunk=self.channel_chunk, position_chunk=self.position_chunk,
+                   channel_chunks=self.channel_chunks, position_chunks=self.position_chunks,
+                   input_splits=self.input_splits, binding=self.binding,
+                   max_neurons_per_core=self.max_neurons_per_core,
+                   max_synaptic_bytes_per_core=self.max_synaptic_bytes_per_core,
+                   max_axons_per_core=self.max_axons_per_core,
+                   max_routes_per_core=self.max_routes_per_core,
+                   synaptic_bytes=self.synaptic_bytes)
+        return out
+
+
+@dataclass
+class Mapping:
+    """Where every population sits, and the totals a report shows."""
+
+    populations: list[Population]
+    cores: int
+    chips: int
+    cores_per_chip: int
+    neurons_per_core: int
+    synaptic_memory_bytes: int
+    x86_cores_per_chip: int
+    mesh: object               # target.Mesh
+    input_node: str = ""       # the graph's input (injected by the host)
+    readout_source: str = HOST  # the population the host's readout listens to
+
+    def population(self, name: str) -> Population:
+        for p in self.populations:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def neurons(self) -> int:
+        return sum(p.neurons for p in self.populations)
+
+    @property
+    def synaptic_bytes(self) -> int:
+        return sum(p.synaptic_bytes for p in self.populations if p.unit == "neurocore")
+
+    @property
+    def neuron_utilisation(self) -> float:
+        return self.neurons / (self.cores * self.neurons_per_core) if self.cores else 0.0
+
+    @property
+    def memory_utilisation(self) -> float:
+        return self.synaptic_bytes / (self.cores * self.synaptic_memory_bytes) if self.cores \
+            else 0.0
+
+    @property
+    def x86_units(self) -> list[Population]:
+        return [p for p in self.populations if p.unit == "x86"]
+
+    def binding_counts(self) -> dict[str, int]:
+        """Cores per binding limit (what made the mapper split)."""
+        out: dict[str, int] = {}
+        for p in self.populations:
+            if p.unit == "neurocore":
+                out[p.binding] = out.get(p.binding, 0) + p.cores
+        return out
+
+    # -- geometry -------------------------------------------------------------------------------
+    def core_xy(self, core: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, chip) tile coordinates of global core indices (serpentine over the mesh)."""
+        core = np.asarray(core)
+        chip, local = np.divmod(core, self.cores_per_chip)
+        tile = local // self.mesh.cores_per_tile
+        y, col = np.divmod(tile, self.mesh.width)
+        x = np.where(y % 2 == 0, col, self.mesh.width - 1 - col)
+        return x + chip * self.mesh.width, y, chip
+
+    def chip_port_xy(self, chip: int) -> tuple[int, int, int]:
+        """Where a chip's x86 cores and host link attach: next to its tile (0, 0)."""
+        return chip * self.mesh.width, 0, chip
+
+    def as_dict(self) -> dict:
+        return {
+            "cores": self.cores, "chips": self.chips, "cores_per_chip": self.cores_per_chip,
+            "x86_cores": sum(p.x86_share for p in self.x86_units),
+            "attention_layers_on_x86": len(self.x86_units),
+            "neurons": self.neurons, "synaptic_bytes": self.synaptic_bytes,
+            "neuron_utilisation": self.neuron_utilisation,
+            "memory_utilisation": self.memory_utilisation,
+            "neurons_per_core": self.neurons_per_core,
+            "synaptic_memory_bytes_per_core": self.synaptic_memory_bytes,
+            "binding": self.binding_counts(),
+            "populations": [p.as_dict() for p in self.populations],
+        }
+
+    def summary(self) -> str:
+        """A few lines that explain the core and chip count."""
+        lines = [f"{self.cores} neurocores on {self.chips} chip(s) of {self.cores_per_chip} "
+                 f"cores; {len(self.x86_units)} attention layer(s) on the x86 cores",
+                 f"neurons {self.neurons:,} ({self.neuron_utilisation:.1%} of the cores' "
+                 f"{self.neurons_per_core}-neuron budget); synaptic memory "
+                 f"{self.synaptic_bytes / 1024:,.0f} KiB ({self.memory_utilisation:.1%} of "
+                 f"{self.synaptic_memory_bytes // 1024} KiB per core)",
+                 "cores by the limit that split them: " + ", ".join(
+                     f"{k} {v}" for k, v in sorted(self.binding_counts().items(),
+                                                   key=lambda kv: -kv[1]))]
+        return "\n".join(lines)
+
+
+# -- building populations -------------------------------------------------------------------------
+def _cs(shape: tuple[int, ...]) -> tuple[int, int, tuple[int, int]]:
+    """(channels, positions, grid) of a value: (C, H, W) images or (N, C) tokens."""
+    if len(shape) == 3:
+        c, h, w = shape
+        return c, h * w, (h, w)
+    n, c = shape
+    return c, n, (n, 1)
+
+
+class _Builder:
+    def __init__(self, graph: ir.Graph):
+        self.graph = graph
+        self.pops: list[Population] = []
+        self.by_output: dict[str, str] = {}   # graph node -> sending population
+
+    def resolve(self, name: str) -> str:
+        """The population (or HOST) whose messages carry the value of node ``name``."""
+        op = self.graph[name].op
+        if isinstance(op, ir.Tokens):
+            return self.resolve(self.graph[name].inputs[0])
+        if isinstance(op, ir.Input):
+            return HOST
+        if name not in self.by_output:
+            raise NeurocompileError(f"{name}: no population sends this value (cannot map "
+                                    f"{type(op).__name__} here)")
+        return self.by_output[name]
+
+    def geometry(self, src: str, out: str) -> dict:
+        c_in, _, in_grid = _cs(self.graph.shape(src))
+        _, _, out_grid = _cs(self.graph.shape(out))
+        return dict(in_channels=c_in, in_grid=in_grid, out_grid=out_grid)
+
+    def feeders(self, node: ir.Node) -> list[Feeder]:
+        """The feeders of a synapse-like node (see ``_FEEDER_RULES``)."""
+        for cls in type(node.op).__mro__:
+            if cls in _FEEDER_RULES:
+                return _FEEDER_RULES[cls](self, node)
+        raise NeurocompileError(f"{node.name}: no mapping rule for {type(node.op).__name__} "
+                                "(add one to estimate.mapping._FEEDER_RULES)")
+
+    def operand(self, name: str, out: str) -> Feeder:
+        """A unit synapse per element from ``name``; from a broadcast's source, fanning out."""
+        node = self.graph[name]
+        if isinstance(node.op, ir.SpikeBroadcast):
+            src = node.inputs[0]
+            kind = "bcast_heads" if node.op.broadcast == "heads" else "bcast_tokens"
+            channels = self.graph.shape(out)[1]
+            group = channels // self.graph.shape(src)[1] if kind == "bcast_heads" else 1
+            return Feeder(kind, self.resolve(src), name, group=group,
+                          **self.geometry(src, out))
+        return Feeder("unit", self.resolve(name), None, **self.geometry(name, out))
+
+    def add(self, pop: Population) -> None:
+        self.pops.append(pop)
+        self.by_output[pop.output] = pop.name
+
+    def build(self) -> list[Population]:
+        graph = self.graph
+        groups = {g.neuron or g.name: g for g in layer_groups(graph)}
+        for node in graph:
+            op = node.op
+            rule = counting_rule(op)
+            if rule is not None and rule.kind == "attention":
+                c, s, _ = _cs(graph.shape(node.name))
+                self.add(Population(node.name, "attention", "x86", node.name, c, s,
+                                    [Feeder("unit", self.resolve(i), None) for i in node.inputs],
+                                    heads=int(getattr(op, "heads", 1))))
+            if isinstance(op, _RELAYS):
+                c, s, _ = _cs(graph.shape(node.name))
+                self.add(Population(node.name, "relay", "neurocore", node.name, c, s,
+                                    [self.operand(i, node.name) for i in node.inputs]))
+            group = groups.get(node.name)
+            if group is None:
+                continue
+            c, s, _ = _cs(graph.shape(node.name))
+            feeders = []
+            for syn in group.synapses:
+                if getattr(counting_rule(graph[syn].op), "kind", "") == "attention":
+                    # x86 products arrive through one unit synapse per neuron
+                    feeders.append(self.operand(syn, node.name))
+                else:
+                    feeders += self.feeders(graph[syn])
+            if isinstance(op, ir.LoihiLIF):  # inputs not owned: a sum, a shared synapse, ...
+                feeders += [self.operand(i, node.name) for i in node.inputs
+                            if i not in group.synapses]
+            taken = {p.name for p in self.pops}
+            name = group.name if group.name not in taken else f"{group.name}.neurons"
+            kind = group.kind if group.neuron is not None else f"{group.kind} (accumulator)"
+            self.add(Population(name, kind, "neurocore", node.name, c, s, feeders))
+        out = graph[graph.output]
+        self.readout_source = self.resolve(out.inputs[0] if isinstance(out.op, ir.Readout)
+                                           else graph.output)
+        return self.pops
+
+
+def _conv_feeders(builder: _Builder, node: ir.Node) -> list[Feeder]:
+    op, src = node.op, node.inputs[0]
+    return [Feeder("conv", builder.resolve(src), node.name, kernel=op.weight.shape[-1],
+                   stride=op.stride, padding=op.padding, groups=op.groups,
+                   **builder.geometry(src, node.name))]
+
+
+def _pool_feeders(builder: _Builder, node: ir.Node) -> list[Feeder]:
+    op, src = node.op, node.inputs[0]
+    geometry = builder.geometry(src, node.name)
+    return [Feeder("pool", builder.resolve(src), node.name, kernel=op.kernel, stride=op.stride,
+                   padding=op.padding, groups=geometry["in_channels"], **geometry)]
+
+
+def _simple_feeders(kind: str):
+    def rule(builder: _Builder, node: ir.Node) -> list[Feeder]:
+        src = node.inputs[0]
+        group = getattr(node.op, "heads", None)
+        group = builder.graph.shape(src)[1] // group if group else 1
+        return [Feeder(kind, builder.resolve(src), node.name, group=group,
+                       **builder.geometry(src, node.name))]
+    return rule
+
+
+def _coincidence_feeders(builder: _Builder, node: ir.Node) -> list[Feeder]:
+    return [builder.operand(i, node.name) for i in node.inputs]
+
+
+#: op type -> feeders(builder, node): how a synapse-like op connects its sources to its neurons
+_FEEDER_RULES = {
+    ir.IntConv2d: _conv_feeders, ir.SpikeMaxPool: _pool_feeders,
+    ir.IntLinear: _simple_feeders("linear"), ir.IntHeadSum: _simple_feeders("headsum"),
+    ir.IntTokenSum: _simple_feeders("tokensum"), ir.CoincidenceInput: _coincidence_feeders,
+}
+#: sums realised as relays of graded neurons
+_RELAYS = (ir.Add, ir.CurrentSum)
+
+
+# -- splitting ------------------------------------------------------------------------------------
+class _Limits:
+    def __init__(self, target):
+        if target.core is None:
+            raise NeurocompileError(f"{target.source}: the mapper needs a [core] table "
+                                    "(synaptic memory and axon limits per core)")
+        self.neurons = target.neurons_per_core
+        self.memory = target.core.synaptic_memory_bytes
+        self.bytes_per_synapse = target.core.synapse_bits / 8
+        self.fan_in = target.core.fan_in_axons
+        self.fan_out = target.core.fan_out_axons
+
+
+def _distinct_chunks(n: int) -> list[int]:
+    """Distinct chunk sizes ceil(n / k) for k = 1..n, largest first."""
+    return sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
+
+
+def _block_max(prefix: np.ndarray, m: int, q: int) -> float:
+    """Largest sum of a (m x q) block of the array whose 2-D prefix sum is ``prefix``."""
+    c, s = prefix.shape[0] - 1, prefix.shape[1] - 1
+    r = np.minimum(np.arange(0, c + m, m)[: -(-c // m) + 1], c)
+    k = np.minimum(np.arange(0, s + q, q)[: -(-s // q) + 1], s)
+    sub = prefix[np.ix_(r, k)]
+    blocks = sub[1:, 1:] - sub[:-1, 1:] - sub[1:, :-1] + sub[:-1, :-1]
+    return float(blocks.max()) if blocks.size else 0.0
+
+
+def _split(pop: Population, limits: _Limits) -> None:
+    """Choose the channel chunk, position chunk and input splits that need the fewest cores."""
+    c, s = pop.channels, pop.positions
+    routes = pop.routes if pop.routes is not None else np.zeros((c, s))
+    prefix = np.zeros((c + 1, s + 1))
+    prefix[1:, 1:] = routes.cumsum(0).cumsum(1)
+    if routes.size and routes.max() > limits.fan_out:
+        raise NeurocompileError(f"{pop.name}: one neuron sends to {int(routes.max())} cores, more "
+                                f"than the {limits.fan_out} output routes of a core")
+
+    def loads(m: int, q: int, k: int) -> dict[str, float]:
+        return {"neurons": m * q,
+                "memory": math.ceil(sum(f.synapses(m) for f in pop.feeders)
+                                    * limits.bytes_per_synapse / k),
+                "fan-in": math.ceil(sum(f.axons(m, q, c) for f in pop.feeders) / k),
+                "fan-out": _block_max(prefix, m, q)}
+
+    caps = {"neurons": limits.neurons, "memory": limits.memory, "fan-in": limits.fan_in,
+            "fan-out": limits.fan_out}
+
+    def failing(m: int, q: int, k: int) -> list[str]:
+        return [key for key, value in loads(m, q, k).items() if value > caps[key]]
+
+    one = loads(1, 1, 1)
+    k = max(1, math.ceil(one["memory"] / limits.memory), math.ceil(one["fan-in"] / limits.fan_in))
+    q_sizes = _distinct_chunks(s)
+    best = None
+    for m in _distinct_chunks(c):
+        cc = -(-c // m)
+        if best is not None and cc * k > best[0]:
+            break
+        lo, hi = 0, len(q_sizes) - 1       # q_sizes[hi] is the smallest chunk
+        if failing(m, q_sizes[hi], k):
+            continue
+        while lo < hi:                      # the largest feasible q (assumed monotone)
+            mid = (lo + hi) // 2
+            if failing(m, q_sizes[mid], k):
+                lo = mid + 1
+            else:
+                hi = mid
+        q = q_sizes[lo]
+        cores = cc * -(-s // q) * k
+        if best is None or cores < best[0]:
+            best = (cores, m, q)
+    if best is None:
+        raise NeurocompileError(f"{pop.name}: cannot be mapped within the per-core limits "
+                                f"(one neuron needs {one})")
+    cores, m, q = best
+    pop.channel_chunk, pop.position_chunk, pop.input_splits, pop.cores = m, q, k, cores
+    got = loads(m, q, k)
+    pop.max_neurons_per_core = int(got["neurons"])
+    pop.max_synaptic_bytes_per_core = int(got["memory"])
+    pop.max_axons_per_core = int(got["fan-in"])
+    pop.max_routes_per_core = int(got["fan-out"])
+    pop.synaptic_bytes = int(math.ceil(sum(
+        f.synapses(min(m, c - i)) for f in pop.feeders for i in range(0, c, m))
+        * limits.bytes_per_synapse)) * pop.position_chunks
+    if cores == 1:
+        pop.binding = "fits one core"
+        return
+    # what stops the next bigger chunk (fewer channel or position chunks)
+    reasons = set()
+    bigger_q = [x for x in q_sizes if x > q]
+    if bigger_q:
+        reasons.update(failing(m, min(bigger_q), k))
+    bigger_m = [x for x in _distinct_chunks(c) if x > m]
+    if bigger_m:
+        reasons.update(failing(min(bigger_m), q, k))
+    if k > 1:
+        reasons.add("input split")
+    pop.binding = " + ".join(sorted(reasons)) or "neurons"
+
+
+def _add_routes(consumer: Population, pops: dict[str, Population], readout: str | None) -> None:
+    """Add the consumer's destinations to the output routes of every population feeding it."""
+    for f in consumer.feeders:
+        if f.source == HOST:
+            continue
+        src = pops[f.source]
+        if src.routes is None:
+            src.routes = np.zeros((src.channels, src.positions))
+        if consumer.unit == "x86":
+            src.routes += 1
+            continue
+        per_pos = f.position_targets(consumer.position_chunk).sum(axis=1)
+        per_ch = f.channel_targets(consumer.channel_chunk, consumer.channels).sum(axis=1)
+        src.routes += np.outer(per_ch, per_pos)
+
+
+def map_graph(graph: ir.Graph, target) -> Mapping:
+    """Split every population into cores within the target's limits and place the cores.
+
+    Raises NeurocompileError when the model does not fit (a population no core can hold, more
+    chips than ``max_chips``) or cannot be mapped (an op without a mapping rule)."""
+    try:
+        return _map_graph(graph, target)
+    except NeurocompileError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError) as exc:  # a graph shape the rules miss
+        raise NeurocompileError(f"the mapper cannot map this graph ({type(exc).__name__}: "
+                                f"{exc})") from exc
+
+
+def _map_graph(graph: ir.Graph, target) -> Mapping:
+    graph.validate()
+    limits = _Limits(target)
+    if target.mesh is None:
+        raise NeurocompileError(f"{target.source}: the mapper needs a [mesh] table")
+    if target.cores > target.mesh.cores_per_tile * target.mesh.width * target.mesh.height:
+        raise NeurocompileError(f"{target.source}: [chip] cores do not fit the [mesh] tiles")
+    builder = _Builder(graph)
+    pops = builder.build()
+    by_name = {p.name: p for p in pops}
+    if builder.readout_source != HOST:
+        src = by_name[builder.readout_source]
+        src.routes = np.ones((src.channels, src.positions))  # one route each to the host
+    for pop in reversed(pops):              # consumers before their sources (fan-out routes)
+        if pop.unit == "neurocore":
+            _split(pop, limits)
+        _add_routes(pop, by_name, builder.readout_source)
+    core = 0
+    for pop in pops:
+        if pop.unit == "neurocore":
+            pop.first_core, core = core, core + pop.cores
+    chips = max(1, -(-core // target.cores))
+    if chips > target.max_chips:
+        raise NeurocompileError(f"the model needs {core} cores = {chips} chips, more than the "
+                                f"target's max_chips = {target.max_chips}")
+    mapping = Mapping(pops, core, chips, target.cores, target.neurons_per_core,
+                      limits.memory, target.mesh.x86_cores, target.mesh,
+                      next((n.name for n in graph if isinstance(n.op, ir.Input)), ""),
+                      builder.readout_source)
+    _place_x86(mapping, by_name, graph)
+    return mapping
+
+
+def _place_x86(mapping: Mapping, by_name: dict[str, Population], graph: ir.Graph) -> None:
+    """Each attention layer runs on the x86 cores of the chip that holds the neurons it feeds."""
+    units = mapping.x86_units
+    for unit in units:
+        consumers = [p for p in mapping.populations
+                     if any(f.source == unit.name for f in p.feeders) and p.unit == "neurocore"]
+        first = consumers[0].first_core if consumers else 0
+        unit.chip = first // mapping.cores_per_chip
+    for chip in {u.chip for u in units}:
+        on_chip = [u for u in units if u.chip == chip]
+        for u in on_chip:
+            u.x86_share = min(float(u.heads), mapping.x86_cores_per_chip / len(on_chip))
