@@ -42,3 +42,22 @@ def shipped():
     from neurocompile.compiler import compile_checkpoint
 
     return compile_checkpoint("spikformer_digits", "loihi2")
+
+
+def assert_lava_bit_exact(graph, images, steps, active: str | None = None):
+    """Lava equals the integer reference on every spiking layer and in the logits; some layer
+    (and ``active``, if named) spiked, so the comparison is not vacuous. Returns the reference."""
+    from neurocompile.backends.lava.simulate import run_lava
+    from neurocompile.backends.reference import run_int
+
+    reference = run_int(graph, images, steps)
+    lava = run_lava(graph, images, steps, timeout_s=300)
+    spiking = [n.name for n in graph if n.op.spiking]
+    assert set(lava.outputs) == set(spiking)
+    for name in spiking:
+        assert np.array_equal(lava.outputs[name], reference.outputs[name]), name
+    assert sum(int(reference.outputs[n].sum()) for n in spiking) > 0
+    if active is not None:
+        assert reference.outputs[active].sum() > 0, f"{active} never spiked"
+    assert np.array_equal(lava.logits, reference.logits)
+    return reference

@@ -5,10 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import random_spikformer
+from conftest import random_spikformer, assert_lava_bit_exact
 from neurocompile import ir
 from neurocompile.backends.lava.lower import lower
-from neurocompile.backends.lava.simulate import run_lava
 from neurocompile.backends.reference import float_kernels, int_kernels, run_float, run_int
 from neurocompile.compiler import compile_checkpoint
 from neurocompile.errors import QuantizationError
@@ -202,21 +201,10 @@ def test_nir_round_trip(shipped, tmp_path, test_images):
                               run(read_nir(tmp_path / f"{stage}.nir"), test_images[:8], 4).logits)
 
 
-def _assert_bit_exact(graph, images, steps):
-    reference = run_int(graph, images, steps)
-    lava = run_lava(graph, images, steps, timeout_s=300)
-    spiking = [n.name for n in graph if n.op.spiking]
-    assert set(lava.outputs) == set(spiking)
-    for name in spiking:
-        assert np.array_equal(lava.outputs[name], reference.outputs[name]), name
-    assert np.array_equal(lava.logits, reference.logits)
-    return reference
-
-
 @pytest.mark.lava
 @pytest.mark.timeout(400)
 def test_shipped_model_is_bit_exact_in_lava(shipped, test_images):
-    reference = _assert_bit_exact(shipped.graph, test_images[:8], shipped.steps)
+    reference = assert_lava_bit_exact(shipped.graph, test_images[:8], shipped.steps)
     assert reference.outputs["blocks.0.attn.q_and_kv"].any()
 
 
@@ -227,5 +215,5 @@ def test_deeper_random_model_is_bit_exact_in_lava(test_images, target):
     model = lively(random_spikformer(7, attention="sdsa", depth=2, dim=32, heads=2, T=3,
                                      mlp_ratio=2))
     graph = quantize(run_pipeline(convert_spikformer(model)), target).graph
-    reference = _assert_bit_exact(graph, test_images[:4], 3)
+    reference = assert_lava_bit_exact(graph, test_images[:4], 3)
     assert reference.outputs["blocks.1.attn.q_and_kv"].any()

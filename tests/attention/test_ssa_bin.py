@@ -8,9 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import random_spikformer
+from conftest import random_spikformer, assert_lava_bit_exact
 from neurocompile import fixedpoint, ir
-from neurocompile.backends.lava.simulate import run_lava
 from neurocompile.backends.reference import float_kernels, int_kernels, run_int
 from neurocompile.compiler import compile_checkpoint
 from neurocompile.frontend import convert_spikformer
@@ -192,14 +191,7 @@ def test_shipped_checkpoint(shipped_ssa_bin, digits):
 
 
 def _assert_bit_exact(graph, images, steps):
-    reference = run_int(graph, images, steps)
-    lava = run_lava(graph, images, steps, timeout_s=300)
-    spiking = [n.name for n in graph if n.op.spiking]
-    assert set(lava.outputs) == set(spiking)
-    for name in spiking:
-        assert np.array_equal(lava.outputs[name], reference.outputs[name]), name
-    assert reference.outputs["blocks.0.attn.attn_lif"].sum() > 0
-    assert np.array_equal(lava.logits, reference.logits)
+    assert_lava_bit_exact(graph, images, steps, active="blocks.0.attn.attn_lif")
 
 
 @pytest.mark.lava

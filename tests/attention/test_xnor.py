@@ -11,9 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import random_spikformer
+from conftest import random_spikformer, assert_lava_bit_exact
 from neurocompile import fixedpoint, ir
-from neurocompile.backends.lava.simulate import run_lava
 from neurocompile.backends.reference import float_kernels, run_float, run_int
 from neurocompile.compiler import compile_checkpoint
 from neurocompile.frontend import convert_spikformer
@@ -260,14 +259,7 @@ def test_quantized_xnor_is_proven_and_matches_the_float_neuron(variant, target, 
 
 # -- Lava ------------------------------------------------------------------------------------------
 def _assert_bit_exact(graph, images, steps, attention_neuron="blocks.0.attn.attn_lif"):
-    reference = run_int(graph, images, steps)
-    lava = run_lava(graph, images, steps, timeout_s=300)
-    spiking = [n.name for n in graph if n.op.spiking]
-    assert set(lava.outputs) == set(spiking)
-    for name in spiking:
-        assert np.array_equal(lava.outputs[name], reference.outputs[name]), name
-    assert reference.outputs[attention_neuron].sum() > 0
-    assert np.array_equal(lava.logits, reference.logits)
+    assert_lava_bit_exact(graph, images, steps, active=attention_neuron)
 
 
 @pytest.mark.lava
