@@ -2,14 +2,17 @@
 
 Library entry points (the CLI is a thin layer over these)::
 
-    from neurocompile import compile_checkpoint, write_bundle, read_bundle
-    compiled = compile_checkpoint("spikformer_digits", target="loihi2")
-    write_bundle(compiled, "out/bundle")
+    import neurocompile
+    compiled = neurocompile.compile_checkpoint("spikformer_digits", target="loihi2")
+    compiled.save("out/bundle")                      # what `neurocompile export` writes
+    # a live snnTorch / SpikingJelly module and a time-major example input (T, batch, ...):
+    compiled = neurocompile.compile(net, example_input, target="loihi2")
+    bundle = neurocompile.read_bundle("out/bundle")
 """
 from importlib.metadata import PackageNotFoundError, version
 
 from .bundle import Bundle, read_bundle, write_bundle
-from .compiler import Compiled, compile_checkpoint
+from .compiler import Compiled, ImportedModel, compile, compile_checkpoint
 from .errors import NeurocompileError
 
 try:
@@ -17,5 +20,5 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["compile_checkpoint", "Compiled", "write_bundle", "read_bundle", "Bundle",
+__all__ = ["compile", "compile_checkpoint", "Compiled", "ImportedModel", "write_bundle", "read_bundle", "Bundle",
            "NeurocompileError", "__version__"]

@@ -5,6 +5,7 @@ bundle/
   manifest.json   format, target, versions, SHA-256 of every file, quantization and overflow report
   model.nir       the integer graph (stock-readable NIR; exact integers in node metadata)
   source.pt       the checkpoint it came from (verify measures the float model's accuracy with it)
+  (or source.nir  the float graph of a module compiled from memory, ``neurocompile.compile``)
 ```
 
 Writing is atomic: the bundle is built in a sibling temporary directory and renamed into place,
@@ -22,16 +23,21 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import ir
 from .errors import NeurocompileError
 from .ir.nir_io import read_nir, write_nir
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = "neurocompile-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GRAPH_FILE = "model.nir"
 SOURCE_FILE = "source.pt"
+SOURCE_GRAPH_FILE = "source.nir"
 MAX_MANIFEST_BYTES = 1 << 24
 MAX_STEPS = 1024  # SpikformerConfig's limit on T
 
@@ -44,7 +50,21 @@ class Bundle:
 
     @property
     def source_path(self) -> Path:
-        return self.path / SOURCE_FILE
+        """The source checkpoint, or the float graph (``source.nir``) of an imported module."""
+        return self.path / (SOURCE_FILE if SOURCE_FILE in self.manifest["files"]
+                            else SOURCE_GRAPH_FILE)
+
+    def float_predictions(self, images) -> "np.ndarray":
+        """The float model's class predictions for integer ``images`` (what verify compares)."""
+        if self.source_path.name == SOURCE_FILE:
+            from .evaluate import float_predictions
+            from .frontend import load_checkpoint
+
+            return float_predictions(load_checkpoint(self.source_path).model, images)
+        from .backends.reference import run_float
+
+        return run_float(read_nir(self.source_path), images, self.steps,
+                         record=()).predictions()
 
     @property
     def steps(self) -> int:
@@ -103,8 +123,13 @@ def write_bundle(compiled, out: str | Path) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a bundle is a plain directory
         write_nir(compiled.graph, tmp / GRAPH_FILE)
-        shutil.copyfile(compiled.source.path, tmp / SOURCE_FILE)
-        files = {name: _sha256(tmp / name) for name in (GRAPH_FILE, SOURCE_FILE)}
+        if compiled.source.path is None:  # an imported module: keep its float graph
+            write_nir(compiled.source.graph, tmp / SOURCE_GRAPH_FILE)
+            source_file = SOURCE_GRAPH_FILE
+        else:
+            shutil.copyfile(compiled.source.path, tmp / SOURCE_FILE)
+            source_file = SOURCE_FILE
+        files = {name: _sha256(tmp / name) for name in (GRAPH_FILE, source_file)}
         (tmp / MANIFEST).write_text(json.dumps(_manifest(compiled, files), indent=2,
                                                sort_keys=True) + "\n")
         _replace_dir(tmp, out)
@@ -159,7 +184,8 @@ def read_bundle(path: str | Path) -> Bundle:
                                 f"{manifest.get('format_version')!r} is not supported "
                                 f"(this neurocompile reads {FORMAT_VERSION}); re-export it")
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != {GRAPH_FILE, SOURCE_FILE}:
+    if not isinstance(files, dict) or set(files) not in ({GRAPH_FILE, SOURCE_FILE},
+                                                         {GRAPH_FILE, SOURCE_GRAPH_FILE}):
         raise NeurocompileError(f"{manifest_path}: the file list is missing or incomplete")
     steps, target = manifest.get("steps"), manifest.get("target")
     if type(steps) is not int or not 1 <= steps <= MAX_STEPS:

@@ -104,12 +104,9 @@ def _inputs(args, bundle):
 
     if getattr(args, "input", None):
         return load_inputs(args.input, bundle.graph)
-    samples = digits_test_samples(args.samples)
-    expected = next((n.op.shape for n in bundle.graph if type(n.op).__name__ == "Input"), None)
-    if expected is not None and tuple(samples.images.shape[1:]) != tuple(expected):
-        raise NeurocompileError(f"{bundle.path}: the model takes inputs of shape {expected}, the "
-                                f"digits test split is {samples.images.shape[1:]}; pass --input")
-    return samples
+    from .evaluate import digits_for_model
+
+    return digits_for_model(digits_test_samples(args.samples), bundle.graph, bundle.path)
 
 
 def _simulate(args, bundle, samples, backend: str):
@@ -146,13 +143,11 @@ def cmd_simulate(args) -> None:
 
 
 def cmd_verify(args) -> None:
-    from .evaluate import accuracy, float_predictions, spike_mismatches
-    from .frontend import load_checkpoint
+    from .evaluate import accuracy, spike_mismatches
 
     bundle = _checked_bundle(args.bundle)
     samples = _inputs(args, bundle)
-    source = load_checkpoint(bundle.source_path)
-    float_pred = float_predictions(source.model, samples.images)
+    float_pred = bundle.float_predictions(samples.images)
     reference = _simulate(args, bundle, samples, "reference")
     lava = _simulate(args, bundle, samples, "lava")
     mismatches = spike_mismatches(bundle.graph, reference, lava)

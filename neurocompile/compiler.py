@@ -1,8 +1,16 @@
-"""The library API: checkpoint -> float graph -> passes -> quantized graph, in one call."""
+"""The library API: model -> float graph -> passes -> quantized graph, in one call.
+
+``compile_checkpoint`` takes a neurocompile checkpoint (or a zoo name); ``compile`` takes a live
+PyTorch module from any supported framework (``frontend.modules.IMPORTERS``) and an example input.
+Both return a ``Compiled``, the object ``write_bundle`` (and ``Compiled.save``) writes.
+"""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from . import ir
 from .frontend import LoadedModel, load_checkpoint, to_graph
@@ -13,10 +21,34 @@ from .target import Target, load_target
 
 
 @dataclass
+class ImportedModel:
+    """A module compiled from memory: its float graph stands in for the checkpoint file.
+
+    The bundle stores ``graph`` as ``source.nir``; ``verify`` measures the float model's accuracy
+    by running it in the float interpreter.
+    """
+
+    architecture: str
+    config: dict
+    model: torch.nn.Module
+    graph: ir.Graph
+    path: None = None
+
+    @property
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for node in self.graph:
+            digest.update(f"{node.name}:{type(node.op).__name__}:{node.inputs}".encode())
+            for key, array in sorted(node.op.arrays().items()):
+                digest.update(key.encode() + array.tobytes())
+        return digest.hexdigest()
+
+
+@dataclass
 class Compiled:
     """Everything ``export`` writes: the source model, both graphs, and the analyses."""
 
-    source: LoadedModel
+    source: LoadedModel | ImportedModel
     target: Target
     float_graph: ir.Graph
     quantized: QuantizedGraph
@@ -36,6 +68,12 @@ class Compiled:
     def overflow_proven(self) -> bool:
         return all(f.ok for f in self.overflow)
 
+    def save(self, out: str | Path) -> Path:
+        """Write the bundle directory (what ``neurocompile export`` writes)."""
+        from .bundle import write_bundle
+
+        return write_bundle(self, out)
+
 
 def resolve_model(model: str | Path) -> Path:
     """A checkpoint path, or the name of a shipped zoo checkpoint."""
@@ -47,12 +85,33 @@ def resolve_model(model: str | Path) -> Path:
     return path
 
 
+def _lower(source, graph: ir.Graph, target: str | Target) -> Compiled:
+    target = target if isinstance(target, Target) else load_target(target)
+    float_graph = run_pipeline(graph)
+    quantized = quantize(float_graph, target)
+    return Compiled(source, target, float_graph, quantized, check_overflow(quantized.graph, target),
+                    check_limits(quantized.graph, target))
+
+
 def compile_checkpoint(model: str | Path | LoadedModel, target: str | Target = "loihi2",
                        allow_pickle: bool = False) -> Compiled:
     loaded = model if isinstance(model, LoadedModel) else load_checkpoint(
         resolve_model(model), allow_pickle=allow_pickle)
-    target = target if isinstance(target, Target) else load_target(target)
-    float_graph = run_pipeline(to_graph(loaded))
-    quantized = quantize(float_graph, target)
-    return Compiled(loaded, target, float_graph, quantized, check_overflow(quantized.graph, target),
-                    check_limits(quantized.graph, target))
+    return _lower(loaded, to_graph(loaded), target)
+
+
+def compile(module: torch.nn.Module, example_input: torch.Tensor | None = None,
+            target: str | Target = "loihi2", **input_options) -> Compiled:
+    """Compile a live PyTorch module (snnTorch, SpikingJelly or a zoo model) for ``target``.
+
+    ``example_input`` is time-major ``(T, batch, *sample_shape)`` and the same at every step;
+    it fixes the number of steps and the input grid (``input_scale=``, ``input_max=`` override
+    the grid, see ``frontend.inputs``). Zoo models need no example input. The result's
+    ``save(path)`` writes the bundle ``neurocompile simulate|verify|report`` read.
+    """
+    from .frontend.modules import module_to_graph
+
+    graph = module_to_graph(module, example_input, **input_options)
+    source = ImportedModel(str(graph.meta["architecture"]), dict(graph.meta.get("config", {})),
+                           module, graph.copy())
+    return _lower(source, graph, target)

@@ -94,6 +94,21 @@ def load_inputs(path, graph: ir.Graph) -> Samples:
     return Samples(array.astype(np.int64), None)
 
 
+def digits_for_model(samples: Samples, graph: ir.Graph, where) -> Samples:
+    """The digits test images in the model's input shape (flattened for an MLP: row-major)."""
+    op = next(n.op for n in graph if isinstance(n.op, ir.Input))
+    images = samples.images
+    if tuple(images.shape[1:]) != op.shape:
+        if int(np.prod(op.shape)) != int(np.prod(images.shape[1:])):
+            raise NeurocompileError(f"{where}: the model takes inputs of shape {op.shape}, the "
+                                    f"digits test split is {images.shape[1:]}; pass --input")
+        images = images.reshape((len(images),) + op.shape)
+    if images.max() > op.max_value:
+        raise NeurocompileError(f"{where}: the model's inputs go up to {op.max_value}, digits "
+                                f"pixels up to {int(images.max())}; pass --input")
+    return Samples(images, samples.labels)
+
+
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predictions == labels))
 

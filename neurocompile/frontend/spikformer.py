@@ -161,3 +161,11 @@ def convert_spikformer(model: nn.Module) -> ir.Graph:
     g.meta = {"architecture": "spikformer", "config": cfg.to_dict(), "steps": cfg.T}
     g.validate()
     return g
+
+
+def convert_zoo_module(model: nn.Module, example_input=None, **options) -> ir.Graph:
+    """``modules.IMPORTERS`` entry for a zoo model: its config fixes inputs and steps."""
+    if options:
+        raise UnsupportedModelError(f"a zoo model takes no input options (got "
+                                    f"{', '.join(sorted(options))}); its config fixes them")
+    return convert_spikformer(model)
