@@ -29,6 +29,9 @@ ZOO: dict[str, str] = {
     "xnor_gray_digits": "checkpoints/xnor_gray_digits.pt",
     "xnor_log_digits": "checkpoints/xnor_log_digits.pt",
     "xnor_gray2d_digits": "checkpoints/xnor_gray2d_digits.pt",
+    # ... --attention xnor --pe log --pe-2d, then python -m neurocompile.zoo.finetune
+    #     models/checkpoints/xnor_log2d_digits.pt --epochs 10 --threads 1 --seed 0
+    #     --out models/checkpoints/xnor_log2d_digits.pt (input layer on its Loihi weights)
     "xnor_log2d_digits": "checkpoints/xnor_log2d_digits.pt",
     # python -m neurocompile.zoo.train --arch spikformer --attention qk_token --epochs 40
     #     --threads 1 --seed 0 --out models/checkpoints/qk_token_digits.pt
@@ -39,6 +42,9 @@ ZOO: dict[str, str] = {
     # python -m neurocompile.zoo.train --arch spikformer --attention sdsa --epochs 40
     #     --threads 1 --seed 0 --out models/checkpoints/sdsa_digits.pt
     "sdsa_digits": "checkpoints/sdsa_digits.pt",
+    # python -m neurocompile.zoo.train --arch spikformer --attention ds2ta --epochs 40
+    #     --threads 1 --seed 0 --out models/checkpoints/ds2ta_digits.pt
+    "ds2ta_digits": "checkpoints/ds2ta_digits.pt",
 }
 
 

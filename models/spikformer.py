@@ -51,12 +51,15 @@ class SpikformerConfig:
     pe: str = "none"  # XNOR attention's relative positions: none | gray | log
     pe_dims: int = 1  # 1: the token index; 2: the patch row and column
     pe_bits: int = 0  # Gray-PE bits per axis; 0: as many as the positions need
+    tasa_window: int = 3  # DS2TA's temporal attention window T_AW (steps)
+    tasa_tau: int = 1  # DS2TA's initial per-layer decay exponent: taps weigh 2**(-tau m)
 
     def __post_init__(self) -> None:
         self._check_types()
         self._check_shapes()
         self._check_attention()
         self._check_position_encoding()
+        self._check_tasa()
 
     def _check_types(self) -> None:
         for name in _POSITIVE_INTS + ("sps_pools",):
@@ -95,6 +98,12 @@ class SpikformerConfig:
         if self.pe != "none" and self.attention != "xnor":
             raise ValueError(f"pe = {self.pe!r} applies to attention 'xnor' only; set "
                              f"attention='xnor' or pe='none'")
+
+    def _check_tasa(self) -> None:
+        for name, allowed in (("tasa_window", range(1, 17)), ("tasa_tau", range(16))):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+                raise ValueError(f"{name} must be an int in {allowed}, got {value!r}")
 
     def _check_shapes(self) -> None:
         if self.dim % self.heads:
@@ -312,3 +321,7 @@ from .attention_binary import SSABin  # noqa: E402
 from .attention_xnor import XNORAttention  # noqa: E402
 
 ATTENTIONS.update(ssa_bin=SSABin, xnor=XNORAttention)
+
+from .attention_ds2ta import DS2TAttention  # noqa: E402
+
+ATTENTIONS["ds2ta"] = DS2TAttention

@@ -57,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--pe-2d", action="store_true",
                    help="2D relative positions: patch row and column (config.pe_dims = 2)")
     g.add_argument("--pe-bits", type=int, default=None, help="override config.pe_bits")
+    g.add_argument("--tasa-window", type=int, default=None,
+                   help="override config.tasa_window (ds2ta: temporal attention window T_AW)")
+    g.add_argument("--tasa-tau", type=int, default=None,
+                   help="override config.tasa_tau (ds2ta: decay exponent, taps weigh 2**-tau*m)")
     return p.parse_args(argv)
 
 
@@ -92,7 +96,7 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, float]:
     torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS + ("attention",)
                  if getattr(args, k) is not None}
-    overrides.update({k: getattr(args, k) for k in ("pe", "pe_bits")
+    overrides.update({k: getattr(args, k) for k in ("pe", "pe_bits", "tasa_window", "tasa_tau")
                       if getattr(args, k) is not None})
     if args.pe_2d:
         overrides["pe_dims"] = 2

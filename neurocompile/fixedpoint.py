@@ -167,3 +167,23 @@ def broadcast_spikes(x: np.ndarray, broadcast: str, size: int) -> np.ndarray:
     if broadcast == "heads":
         return np.repeat(x, size // x.shape[-1], axis=-1)
     return np.repeat(x, size, axis=-2)
+
+
+def temporal_current(accumulated, weight_exp: int, tau: int) -> np.ndarray:
+    """DS2TA's TASA current: ``sum_m shift(acc_m, weight_exp - tau m)``, where ``acc_m`` is the
+    integer accumulation ``W_q @ x[t - m]`` of tap m (a sequence, m = 0, 1, ...; zeros for
+    t - m < 0). Each tap is a synapse with its own weight exponent: it shifts its own
+    accumulation (a floor for right shifts), then the neuron's port sums the taps."""
+    total = None
+    for m, acc in enumerate(accumulated):
+        term = shift_accumulated(np.asarray(acc), weight_exp - tau * m)
+        total = term if total is None else total + term
+    return total
+
+
+def nsad_attention_map(q: np.ndarray, k: np.ndarray, heads: int, table: np.ndarray) -> np.ndarray:
+    """DS2TA's denoised map per head, int64 (..., heads, N, N): ``table[h, Q_h K_h^T]``, the NSAD
+    lookup table (heads, d + 1) indexed by the AND coincidence counts 0..d of spikes q, k."""
+    scores = split_heads(q, heads) @ split_heads(k, heads).swapaxes(-1, -2)
+    table = np.asarray(table, dtype=np.int64)
+    return table[np.arange(heads)[:, None, None], scores]

@@ -32,7 +32,12 @@ Each layer also carries ``per_step``: the same counts for every time step (``sop
 Counting rules are a table (``COUNTING_RULES``: op type -> kind and counting function). A new
 synapse or attention op registers its own rule with
 ``@register_counting_rule(OpType, "attention")`` without touching the core loop; its function
-returns the part dict described in ``_Counter.synapse``.
+returns the part dict described in ``_Counter.synapse``. A part may also carry ``detail``
+(op-specific sub-counts, batch totals, e.g. XNOR's AND / NOR coincidences; per sample in
+``LayerCounts.detail``) and ``populations``: layers for neuron populations the op's realisation
+needs but the graph has no node for (XNOR's NOT and Gray-PE populations, built with
+``_Counter.derived_population``); they are listed just before the op's layer and count in every
+total.
 
 Next to the activity counts, each layer carries the papers' analytic form
 ``analytic_sops = input firing rate x T x FLOPs`` (FLOPs = MACs of one time step), where the first
@@ -85,6 +90,9 @@ class LayerCounts:
     active_updates: float = 0.0     # neuron updates with a non-zero input current or a spike
     #: the counts of every time step (T entries each, per sample): see the module docstring
     per_step: dict = field(default_factory=dict)
+    #: op-specific sub-counts, per sample (e.g. XNOR attention's AND / NOR coincidences); only
+    #: in ``as_dict`` when the op has some
+    detail: dict = field(default_factory=dict)
     #: batch totals (integers) behind the per-sample numbers, used for exact network totals
     totals: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -92,8 +100,10 @@ class LayerCounts:
         """JSON-ready (plain Python types)."""
         out = {}
         for key, value in vars(self).items():
-            if key == "totals":
+            if key == "totals" or (key == "detail" and not value):
                 continue
+            if key == "detail":
+                value = {k: float(v) for k, v in value.items()}
             if key == "per_step":
                 value = {k: [float(x) for x in v] for k, v in value.items()}
             elif isinstance(value, tuple):
@@ -260,6 +270,9 @@ class _Values:
             x = self(self.graph[name].inputs[0])
             b, t, c, h, w = x.shape
             value = x.reshape(b, t, c, h * w).swapaxes(-1, -2)
+        elif isinstance(op, ir.Flatten):
+            x = self(self.graph[name].inputs[0])
+            value = x.reshape(x.shape[0], x.shape[1], -1)
         elif isinstance(op, _SUMS):
             parts = [self(i) for i in self.graph[name].inputs]
             value = sum(parts[1:], parts[0])
@@ -279,7 +292,8 @@ class _Values:
 #: element-wise sums of their inputs (rebuilt when not recorded; relays on the chip)
 _SUMS = (ir.Add, ir.CurrentSum, ir.CoincidenceInput)
 #: structural nodes: no layer of their own
-_STRUCTURAL = (ir.Input, ir.Add, ir.CurrentSum, ir.Tokens, ir.Readout, ir.SpikeBroadcast)
+_STRUCTURAL = (ir.Input, ir.Add, ir.CurrentSum, ir.Tokens, ir.Flatten, ir.Readout,
+               ir.SpikeBroadcast)
 
 
 def _real_valued(graph: ir.Graph, name: str) -> bool:
@@ -287,7 +301,7 @@ def _real_valued(graph: ir.Graph, name: str) -> bool:
     op = graph[name].op
     if isinstance(op, ir.Input):
         return True
-    if isinstance(op, (ir.Tokens, ir.Add, ir.CurrentSum)):
+    if isinstance(op, (ir.Tokens, ir.Flatten, ir.Add, ir.CurrentSum)):
         return any(_real_valued(graph, i) for i in graph[name].inputs)
     return False
 
@@ -383,7 +397,7 @@ def layer_groups(graph: ir.Graph) -> list[LayerGroup]:
 
 
 #: nodes whose values are no message of their own (views, broadcasts, the host's readout)
-_NO_MESSAGES = (ir.Tokens, ir.SpikeBroadcast, ir.Readout)
+_NO_MESSAGES = (ir.Tokens, ir.Flatten, ir.SpikeBroadcast, ir.Readout)
 
 
 def _step_nonzero(x: np.ndarray) -> np.ndarray:
@@ -521,6 +535,10 @@ class _Counter:
             steps[key] = neuron_part["steps"].get(key, self.zeros())
         neurons = neuron_part["neurons"]
         elements = sum(p["elements"] for p in parts)
+        detail: dict = {}
+        for p in parts:
+            for key, value in p.get("detail", {}).items():
+                detail[key] = detail.get(key, 0) + int(value)
         return LayerCounts(
             name=name, kind=kind, synapses=tuple(synapses), neuron=neuron, neurons=neurons,
             fan_out_total=sum(p["fan_out_total"] for p in parts),
@@ -537,7 +555,36 @@ class _Counter:
             macs=float(sum(p["macs"] for p in parts)),
             first_layer=any(p["first"] for p in parts),
             lut_reads=totals["lut_reads"] / b, active_updates=totals["active_updates"] / b,
-            per_step={key: value / b for key, value in steps.items()}, totals=totals)
+            per_step={key: value / b for key, value in steps.items()}, totals=totals,
+            detail={key: value / b for key, value in detail.items()})
+
+    def derived_population(self, name: str, kind: str, fired: np.ndarray,
+                           received: np.ndarray | None = None) -> LayerCounts:
+        """A neuron population that an op's realisation needs but the graph has no node for
+        (XNOR attention's NOT populations, its Gray-PE constant-spike population), as a layer.
+
+        ``fired`` (B, T, *shape): where its neurons spike; ``received`` (same shape, or None for a
+        population driven by its bias alone): where one unit synapse delivered an input event.
+        Every neuron updates every step; one SOP per input event; an update is active when the
+        neuron received an event or spiked. No FLOPs of its own (not in the papers' form).
+        """
+        fired = np.asarray(fired) != 0
+        neurons = int(np.prod(fired.shape[2:]))
+        sops_steps = self.zeros() if received is None else _step_nonzero(received)
+        active = fired if received is None else fired | (np.asarray(received) != 0)
+        sops = int(sops_steps.sum())
+        part = dict(sops=sops, graded_sops=0, nonzero=sops,
+                    elements=0 if received is None else neurons * self.samples * self.steps,
+                    payload_bits=1, fan_out_total=0 if received is None else neurons, flops=0,
+                    first=False, analytic=0.0, macs=0.0,
+                    steps=dict(sops=sops_steps, graded_sops=self.zeros()))
+        neuron_part = dict(neurons=neurons, neuron_updates=neurons * self.steps * self.samples,
+                           spikes=int(np.count_nonzero(fired)),
+                           active_updates=int(np.count_nonzero(active)),
+                           steps=dict(neuron_updates=np.full(self.steps, neurons * self.samples),
+                                      spikes=_step_nonzero(fired),
+                                      active_updates=_step_nonzero(active)))
+        return self.layer(name, kind, [], None, [part], neuron_part)
 
     def events(self) -> tuple[dict, dict]:
         """Message maps of every node that can send messages on the chip (see ActivityCounts)."""
@@ -557,6 +604,9 @@ class _Counter:
             else:
                 parts = [counting_rule(self.graph[s].op).count(self, self.graph[s])
                          for s in group.synapses]
+                # populations an op's realisation adds (derived_population), before its layer
+                for part in parts:
+                    layers.extend(part.pop("populations", ()))
             neuron = self.neuron(group.neuron) if group.neuron else None
             layers.append(self.layer(group.name, group.kind, list(group.synapses), group.neuron,
                                      parts, neuron))

@@ -356,10 +356,13 @@ class Mapping:
 
 # -- building populations -------------------------------------------------------------------------
 def _cs(shape: tuple[int, ...]) -> tuple[int, int, tuple[int, int]]:
-    """(channels, positions, grid) of a value: (C, H, W) images or (N, C) tokens."""
+    """(channels, positions, grid) of a value: (C, H, W) images, (N, C) tokens or (F,)
+    vectors (F channels at one position)."""
     if len(shape) == 3:
         c, h, w = shape
         return c, h * w, (h, w)
+    if len(shape) == 1:
+        return shape[0], 1, (1, 1)
     n, c = shape
     return c, n, (n, 1)
 
@@ -373,7 +376,7 @@ class _Builder:
     def resolve(self, name: str) -> str:
         """The population (or HOST) whose messages carry the value of node ``name``."""
         op = self.graph[name].op
-        if isinstance(op, ir.Tokens):
+        if isinstance(op, (ir.Tokens, ir.Flatten)):
             return self.resolve(self.graph[name].inputs[0])
         if isinstance(op, ir.Input):
             return HOST
@@ -602,7 +605,9 @@ def _add_routes(consumer: Population, pops: dict[str, Population], readout: str 
             continue
         per_pos = f.position_targets(consumer.position_chunk).sum(axis=1)
         per_ch = f.channel_targets(consumer.channel_chunk, consumer.channels).sum(axis=1)
-        src.routes += np.outer(per_ch, per_pos)
+        # a Flatten between them: the (C*S, 1) routes of the flat vector are the sender's (C, S)
+        # in row-major order (flat index c * S + s)
+        src.routes += np.outer(per_ch, per_pos).reshape(src.routes.shape)
 
 
 def map_graph(graph: ir.Graph, target) -> Mapping:

@@ -9,7 +9,12 @@
   map's ops plus the events of ``map x V``. SSA_Bin's map is built from the AND coincidences of
   Q K^T (counted as for SSA); XNOR's from the AND and the NOR coincidences (Q' K'^T and
   (1 - Q')(1 - K')^T with the position bits appended): the matches it counts, per head and pair.
-  The product's events are the (i, j, c) with a non-zero map entry ``M[i, j]`` and ``v[j, c] = 1``.
+  The product's events are the (i, j, c) with a non-zero map entry ``M[i, j]`` and ``v[j, c] = 1``;
+  ``detail`` holds ``map_entries`` (samples x steps x heads x N x N) and ``map_zero_entries``
+  (those with ``M[i, j] = 0``: no product events), the map's sparsity.
+  XNOR's matches are also split into AND / NOR / position-bit coincidences (``detail``), and its
+  NOT populations (1 - Q, 1 - K) and Gray-PE constant-spike populations are counted as neuron
+  populations of their own (``counts._Counter.derived_population``).
 """
 from __future__ import annotations
 
@@ -58,11 +63,14 @@ def _map_attention(counter: _Counter, node: ir.Node, attn_map, qk_ops) -> dict:
     op = node.op
     q, k, v = (counter.values(i) for i in node.inputs)
     qk_steps, av_steps = counter.zeros(), counter.zeros()
+    map_entries = map_zeros = 0  # entries of M over samples, steps, heads, pairs; the zero ones
     for t in range(counter.steps):
         for start in range(0, counter.samples, _BATCH):
             sl = slice(start, start + _BATCH)
             qt, kt, vt = q[sl, t], k[sl, t], v[sl, t]
             m = attn_map(op, qt, kt)                                  # (B, heads, N, N)
+            map_entries += int(m.size)
+            map_zeros += int(m.size - np.count_nonzero(m))
             vcount = fixedpoint.split_heads(vt != 0, op.heads).sum(axis=-1)  # (B, heads, N)
             qk_steps[t] += int(qk_ops(op, qt, kt, m))
             av_steps[t] += int(np.einsum("bhij,bhj->", (m != 0).astype(np.int64), vcount))
@@ -78,7 +86,8 @@ def _map_attention(counter: _Counter, node: ir.Node, attn_map, qk_ops) -> dict:
                 flops=2 * per_product, first=False,
                 analytic=(nz_q + nz_v) * per_product / (counter.samples * n * c), macs=0.0,
                 steps=dict(sops=qk_steps + av_steps, graded_sops=av_steps,
-                           attention_qk_ops=qk_steps, attention_av_ops=av_steps))
+                           attention_qk_ops=qk_steps, attention_av_ops=av_steps),
+                detail=dict(map_entries=map_entries, map_zero_entries=map_zeros))
 
 
 def _and_coincidences(op, q, k, m) -> int:
@@ -107,4 +116,112 @@ def _xnor_matches(op, q, k, m) -> int:
 
 @register_counting_rule(ir.IntXNORAttention, "attention")
 def count_xnor_attention(counter: _Counter, node: ir.Node) -> dict:
-    return _map_attention(counter, node, _xnor_map, _xnor_matches)
+    """The map's matches and the product's events (``_map_attention``), split into what the
+    Loihi realisation runs (``processes/map_attention.py``), all from the recorded spikes:
+
+    * ``detail``: ``and_ops`` (AND coincidences of Q K^T over the channels), ``nor_ops`` (NOR
+      coincidences: the AND coincidences of the NOT populations, (1-Q)(1-K)^T), and
+      ``position_and_ops`` / ``position_nor_ops`` (the same over the Gray-PE bits appended to
+      every head). They add up to ``attention_qk_ops``.
+    * ``populations``: the NOT populations ``<node>.not_q`` and ``<node>.not_k`` (a LIF with bias
+      1 and an inhibitory identity synapse from Q / K: one SOP per Q / K spike, a spike wherever Q
+      / K is silent) and, with Gray-PE, the constant-spike populations ``<node>.position_code``
+      (P, the bias-driven LIF the Lava lowering builds) and ``<node>.not_position_code`` (1 - P,
+      also a constant: bias only, no synapse), each as a layer of its own.
+    """
+    part = _map_attention(counter, node, _xnor_map, _xnor_matches)
+    op = node.op
+    q, k = (counter.values(i) != 0 for i in node.inputs[:2])
+    n = q.shape[-2]
+    # per (sample, step, channel): spikes over the tokens; AND / NOR pairs factorise per channel
+    sq, sk = (a.sum(axis=-2, dtype=np.int64) for a in (q, k))
+    pos = np.asarray(op.position_bits, dtype=np.int64)
+    sp = pos.sum(axis=0)                                              # (B_bits,)
+    per_step = counter.samples * counter.steps * op.heads              # P is appended per head
+    part["detail"].update(
+        and_ops=int((sq * sk).sum()), nor_ops=int(((n - sq) * (n - sk)).sum()),
+        position_and_ops=per_step * int((sp * sp).sum()),
+        position_nor_ops=per_step * int(((n - sp) * (n - sp)).sum()))
+    populations = [counter.derived_population(f"{node.name}.not_q", "not", ~q, q),
+                   counter.derived_population(f"{node.name}.not_k", "not", ~k, k)]
+    if pos.shape[1]:
+        shape = (counter.samples, counter.steps) + pos.shape
+        populations += [
+            counter.derived_population(f"{node.name}.position_code", "constant",
+                                       np.broadcast_to(pos != 0, shape)),
+            counter.derived_population(f"{node.name}.not_position_code", "constant",
+                                       np.broadcast_to(pos == 0, shape))]
+    part["populations"] = populations
+    return part
+
+
+# -- DS2TA: TASA taps and NSAD lookups ---------------------------------------------------------------
+@register_counting_rule(ir.IntTemporalLinear, "linear")
+def count_temporal_linear(counter: _Counter, node: ir.Node) -> dict:
+    """TASA (``IntTemporalLinear``): every tap is a synapse set of its own, so SOPs are counted per
+    tap, ``sum_m sum_t nonzero(x[t - m]) x C_out`` (t >= m; tap m never fires in the first m
+    steps of a sample), with the per-tap totals in ``detail`` (``tap<m>_sops``). The fan-out,
+    synapses and FLOPs are the linear layer's times the taps that reach a sample (m < T).
+    Each delayed tap also runs a gate population (``<node>.tap<m>.gate``, one coincidence neuron
+    per input element: its data events are its SOPs, its phase events are in the tap's ``detail``
+    as ``tap<m>_phase_events``), counted as a layer of its own."""
+    op: ir.IntTemporalLinear = node.op
+    part = counter.synapse(node)  # tap 0, as a plain token-wise linear layer
+    x = counter.values(node.inputs[0])
+    steps = counter.steps
+    taps = min(op.window, steps)
+    tap = part["steps"]["sops"]  # (T,) tap 0's SOPs per step; tap m repeats them m steps later
+    detail, populations = {"tap0_sops": int(part["sops"])}, []
+    sops_steps = tap.copy()
+    for m in range(1, taps):
+        shifted = counter.zeros()
+        shifted[m:] = tap[:steps - m]
+        sops_steps = sops_steps + shifted
+        detail[f"tap{m}_sops"] = int(shifted.sum())
+        elements = int(np.prod(x.shape[2:]))
+        detail[f"tap{m}_phase_events"] = counter.samples * (steps - m) * elements
+        delayed = np.zeros_like(x, dtype=bool)
+        delayed[:, m:] = x[:, :steps - m] != 0
+        populations.append(counter.derived_population(f"{node.name}.tap{m}.gate", "gate",
+                                                      delayed, delayed))
+    bits = part["payload_bits"]
+    part.update(sops=int(sops_steps.sum()), graded_sops=int(sops_steps.sum()) if bits > 1 else 0,
+                fan_out_total=part["fan_out_total"] * taps, flops=part["flops"] * taps,
+                analytic=part["analytic"] * taps, macs=part["macs"] * taps, detail=detail,
+                populations=populations)
+    part["steps"] = dict(sops=sops_steps,
+                         graded_sops=sops_steps if bits > 1 else counter.zeros())
+    return part
+
+
+def _nsad_map(op, q, k):
+    return fixedpoint.nsad_attention_map(q != 0, k != 0, op.heads, op.table)
+
+
+@register_counting_rule(ir.IntNSADAttention, "attention")
+def count_nsad_attention(counter: _Counter, node: ir.Node) -> dict:
+    """NSAD attention: the AND coincidences of Q K^T (as SSA_Bin), one lookup-table read per map
+    entry and step (``lut_reads``: heads x N x N, the table read whatever the count), and the
+    product's events where the DENOISED map is non-zero (so NSAD's zeros save events)."""
+    part = _map_attention(counter, node, _nsad_map, _and_coincidences)
+    n, _ = counter.graph.shape(node.name)
+    per_step = node.op.heads * n * n * counter.samples
+    reads = np.full(counter.steps, per_step, dtype=np.int64)
+    part["lut_reads"] = int(reads.sum())
+    part["steps"]["lut_reads"] = reads
+    return part
+
+
+def _register_temporal_feeders() -> None:
+    """Mapping: a TASA synapse stores one token-wise linear synapse set per tap (m < window)."""
+    from .mapping import _FEEDER_RULES, _simple_feeders
+
+    linear = _simple_feeders("linear")
+
+    def feeders(builder, node):
+        return linear(builder, node) * node.op.window
+
+    _FEEDER_RULES[ir.IntTemporalLinear] = feeders
+
+
+_register_temporal_feeders()

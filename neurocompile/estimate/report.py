@@ -24,6 +24,13 @@ NOTES = [
     "Attention ops: AND coincidences of Q K^T plus the synaptic events of (Q K^T) V, per head; "
     "they are included in the SOPs of the attention layer.",
     "Neuron updates: every mapped neuron updates at every step (LIF and max-pool OR neurons).",
+    "XNOR attention: its matches are the AND coincidences of Q K^T plus the NOR coincidences, "
+    "i.e. the AND coincidences of the NOT populations 1 - Q and 1 - K (position bits "
+    "included); the NOT populations (kind 'not': bias 1, one inhibitory SOP per Q / K spike) and "
+    "the Gray-PE constant-spike populations P and 1 - P (kind 'constant': bias only) are layers "
+    "of their own, with their neuron updates and spikes. They belong to the neuromorphic "
+    "realisation; the mapping runs XNOR attention on the x86 cores, which need neither, so the "
+    "per-event model does not price them.",
     "Analytic SOPs (papers' form): input firing rate x T x FLOPs per step; the first layer "
     "(real-valued input) is counted as T x FLOPs MACs instead. The readout runs on the host "
     "and is not counted.",
@@ -215,6 +222,7 @@ def _summary(report: dict) -> list[tuple[str, str]]:
             f"{term_label(k)} {_joules(v)}" for k, v in report["energy_terms"].items()
             if v or len(report["energy_terms"]) == 1)),
     ]
+    lines += _xnor_summary(report)
     mapping = report.get("mapping")
     if mapping is not None:
         lines.append(("mapping", f"{mapping['cores']:,} neurocores on {mapping['chips']} chip(s); "
@@ -247,6 +255,34 @@ def _summary(report: dict) -> list[tuple[str, str]]:
     if ann["energy_joules"] is not None:
         lines.append(("non-spiking equiv.", f"{_joules(ann['energy_joules'])} "
                                             f"({_count(ann['macs'])} MACs)"))
+    return lines
+
+
+def _xnor_summary(report: dict) -> list[tuple[str, str]]:
+    """The zero fraction of the integer attention maps (SSA_Bin, XNOR, ...), and XNOR attention's
+    AND / NOR coincidences and its NOT and Gray-PE populations, summed over the layers that have
+    them (none: no line)."""
+    layers = report["layers"]
+    lines = []
+    maps = [layer["detail"] for layer in layers if layer.get("detail", {}).get("map_entries")]
+    if maps:
+        zero = sum(d["map_zero_entries"] for d in maps) / sum(d["map_entries"] for d in maps)
+        lines.append(("attention map", f"{zero:.1%} of the map entries are zero (no M V events)"))
+    detail = [layer["detail"] for layer in layers if "nor_ops" in layer.get("detail", {})]
+    if not detail:
+        return lines
+    total = {key: sum(d[key] for d in detail) for key in detail[0]}
+    lines += [("XNOR coincidences", f"AND {_count(total['and_ops'])}, NOR (NOT populations) "
+                                   f"{_count(total['nor_ops'])}; Gray-PE bits AND "
+                                   f"{_count(total['position_and_ops'])}, NOR "
+                                   f"{_count(total['position_nor_ops'])} (in the attention ops)")]
+    for kind, label in (("not", "NOT populations"), ("constant", "Gray-PE populations")):
+        pops = [layer for layer in layers if layer["kind"] == kind]
+        if pops:
+            lines.append((label, f"{sum(p['neurons'] for p in pops):,} neurons, "
+                                 f"{_count(sum(p['neuron_updates'] for p in pops))} updates, "
+                                 f"{_count(sum(p['sops'] for p in pops))} SOPs, "
+                                 f"{_count(sum(p['spikes'] for p in pops))} spikes"))
     return lines
 
 

@@ -80,7 +80,9 @@ class Traffic:
 
 
 def _as_cs(values: np.ndarray) -> np.ndarray:
-    """An event map (C, H, W) or (N, C) as (C, S)."""
+    """An event map (C, H, W), (N, C) or a vector (F,) as (C, S)."""
+    if values.ndim == 1:
+        return values.reshape(-1, 1)
     return values.reshape(values.shape[0], -1) if values.ndim == 3 else values.T
 
 
@@ -130,6 +132,20 @@ def _pair_messages(events: np.ndarray, src: Population | None, pos_t: np.ndarray
     return y.transpose(0, 1, 3, 2)                                          # (PPC, PCC, QPC, QCC)
 
 
+def _flattened_messages(events: np.ndarray, src: Population | None, pos_t: np.ndarray,
+                        ch_t: np.ndarray) -> np.ndarray:
+    """``_pair_messages`` for a consumer that reads the producer's (C, S) neurons through a
+    Flatten: input channel ``c * S + s`` at the consumer's single input position."""
+    c, s = events.shape
+    pos_slices = _chunks(s, src.position_chunk) if src else [slice(0, s)]
+    ch_slices = _chunks(c, src.channel_chunk) if src else [slice(0, c)]
+    ch3 = ch_t.reshape(c, s, -1)                                            # (C, S, QCC)
+    per_chunk = np.array([[np.einsum("cs,csr->r", events[cs, ps], ch3[cs, ps])
+                           for cs in ch_slices] for ps in pos_slices])       # (PPC, PCC, QCC)
+    reach = pos_t.sum(axis=0)                                               # (QPC,)
+    return per_chunk[:, :, None, :] * reach[None, None, :, None]           # (PPC, PCC, QPC, QCC)
+
+
 def estimate_traffic(graph: ir.Graph, mapping: Mapping, counts: ActivityCounts) -> Traffic:
     """Messages, hops and chip crossings per sample for the recorded activity."""
     where = _Locator(mapping)
@@ -155,8 +171,14 @@ def estimate_traffic(graph: ir.Graph, mapping: Mapping, counts: ActivityCounts) 
                 ones = (np.ones((events.shape[1], 1)), np.ones((events.shape[0], 1)))
                 weights = _pair_messages(events, src, *ones)
             else:
-                weights = _pair_messages(events, src, f.position_targets(pop.position_chunk),
-                                         f.channel_targets(pop.channel_chunk, pop.channels))
+                pos_t = f.position_targets(pop.position_chunk)
+                ch_t = f.channel_targets(pop.channel_chunk, pop.channels)
+                if events.shape != (ch_t.shape[0], pos_t.shape[0]) \
+                        and events.size == ch_t.shape[0] * pos_t.shape[0]:
+                    # read through a Flatten: flat index c * S + s of the (C, S) events
+                    weights = _flattened_messages(events, src, pos_t, ch_t)
+                else:
+                    weights = _pair_messages(events, src, pos_t, ch_t)
             edges.append(_edge(f.source, pop.name, weights, where.where(f.source),
                                where.where(pop.name)))
     readout = mapping.readout_source

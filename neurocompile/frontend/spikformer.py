@@ -105,9 +105,11 @@ def _attention_converters() -> dict:
     """Attention module type -> converter(graph, prefix, module, input) -> output node."""
     from ..zoo.spikformer import SSA
     from .map_attention import converters as map_attention_converters
+    from .ds2ta import converters as ds2ta_converters
     from .spike_attention import converters as spike_attention_converters
 
-    return {SSA: _ssa, **map_attention_converters(), **spike_attention_converters()}
+    return {SSA: _ssa, **map_attention_converters(), **spike_attention_converters(),
+            **ds2ta_converters()}
 
 
 def _tokenizer_converters() -> dict:

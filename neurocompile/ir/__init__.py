@@ -2,16 +2,19 @@
 from .attention import SSA, IntSSA
 from .graph import Graph, Node
 from .membrane import CurrentSum
-from .map_attention import IntSSABin, IntXNORAttention, SSABin, XNORAttention
+from .map_attention import (IntNSADAttention, IntSSABin, IntXNORAttention, NSADAttention, SSABin,
+                            XNORAttention)
 from .neurons import LIF, LeakyNeuron, LoihiLIF
 from .ops import Op
 from .spike_logic import (CoincidenceInput, HeadSum, IntHeadSum, IntTokenSum, SpikeAnd,
                           SpikeBroadcast, TokenSum)
-from .structure import Add, Input, Readout, SpikeMaxPool, Tokens
+from .structure import Add, Flatten, Input, Readout, SpikeMaxPool, Tokens
 from .synapses import BatchNorm, Conv2d, IntConv2d, IntLinear, Linear
+from .temporal import IntTemporalLinear, TemporalLinear, TemporalWindow
 
-__all__ = ["Graph", "Node", "Op", "Input", "Add", "Tokens", "SpikeMaxPool", "Readout", "Conv2d",
+__all__ = ["Graph", "Node", "Op", "Input", "Add", "Tokens", "Flatten", "SpikeMaxPool", "Readout", "Conv2d",
            "Linear", "BatchNorm", "IntConv2d", "IntLinear", "LIF", "LeakyNeuron", "LoihiLIF", "SSA", "IntSSA",
            "SSABin", "IntSSABin", "XNORAttention", "IntXNORAttention",
            "CurrentSum", "HeadSum", "TokenSum", "IntHeadSum", "IntTokenSum", "SpikeAnd",
-           "SpikeBroadcast", "CoincidenceInput"]
+           "SpikeBroadcast", "CoincidenceInput", "NSADAttention", "IntNSADAttention",
+           "TemporalWindow", "TemporalLinear", "IntTemporalLinear"]

@@ -160,3 +160,61 @@ class IntXNORAttention(XNORAttention):
     def a_in_bound(self, tokens: int, channels: int) -> int:
         """Largest |a_in| over all spike patterns."""
         return self.product_bound(channels) << self.shift
+
+
+@dataclass(eq=False)
+class NSADAttention(Op):
+    """DS2TA attention with nonlinear spiking attention denoisers (Xu et al.), inputs (q, k, v):
+    (N, C) spikes.
+
+    Per head h: the attention values ``S_h = Q_h K_h^T`` (integers 0..d) are denoised by the
+    head's integer table, ``A_h = table[h, S_h]`` (``table``: (heads, d + 1), the trained
+    ``floor(f_h(s))``; NSAD), and ``y_h = scale * A_h V_h`` is the input current of the attention
+    LIF that follows.
+    """
+
+    heads: int
+    scale: float
+    table: np.ndarray
+    arity = 3
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        self.table = as_int_array("table", self.table, owner)
+        if self.heads < 1 or self.table.ndim != 2 or self.table.shape[0] != self.heads:
+            raise ValueError(f"{owner}: need heads >= 1 and one table row per head "
+                             f"({self.heads}, d + 1), got {self.table.shape}")
+        if not self.scale > 0 or not np.isfinite(self.scale):
+            raise ValueError(f"{owner}: scale {self.scale} must be a positive number")
+
+    def output_shape(self, input_shapes):
+        owner = type(self).__name__
+        tokens, channels = _qkv_shape(owner, input_shapes, self.heads)
+        if self.table.shape[1] != channels // self.heads + 1:
+            raise ValueError(f"{owner}: table {self.table.shape} must have d + 1 = "
+                             f"{channels // self.heads + 1} entries per head (attention values "
+                             f"0..d)")
+        return (tokens, channels)
+
+    def product_bound(self, tokens: int) -> int:
+        """Largest |A_h V_h|: every V spike present with the largest |table entry| of a head."""
+        return int(np.abs(self.table).max()) * tokens
+
+
+@dataclass(eq=False)
+class IntNSADAttention(NSADAttention):
+    """Integer NSAD attention: ``a_in = (table[h, Q_h K_h^T] V_h) << shift`` per head, exact
+    (``fixedpoint.nsad_attention_map``, ``fixedpoint.attention_product``).
+
+    The float ``scale`` is kept for reference only; quantization folds it into the LIF after.
+    """
+
+    shift: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_shift("IntNSADAttention", self.shift)
+
+    def a_in_bound(self, tokens: int, channels: int) -> int:
+        """Largest |a_in| over all spike patterns."""
+        return self.product_bound(tokens) << self.shift

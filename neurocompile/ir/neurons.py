@@ -76,17 +76,29 @@ class LoihiLIF(Op):
 class LeakyNeuron(Op):
     """The canonical float leaky integrate-and-fire neuron (what quantization reads).
 
-    ``v[t] = leak * v[t-1] + gain * x[t];  s[t] = (v[t] >= threshold);  v[t] = 0 where s[t]``,
-    with v[-1] = 0 and x the sum of the node's inputs.
+    ``i[t] = current_leak * i[t-1] + x[t];  v[t] = leak * v[t-1] + gain * i[t];
+    s[t] = (v[t] >= threshold)`` (``v[t] > threshold`` when ``strict``);
+    ``v[t] = 0 where s[t]``, with i[-1] = v[-1] = 0 and x the sum of the node's inputs.
+    ``current_leak = 0`` (the default) has no current memory: ``i = x``. ``leak = 1`` does not
+    leak (an integrate-and-fire neuron). Loihi 2's CUBA LIF has both decays; snnTorch compares
+    strictly (``mem > threshold``), SpikingJelly does not (``v >= v_threshold``).
     """
 
     leak: float
     gain: float
     threshold: float
+    strict: bool = False
+    current_leak: float = 0.0
     spiking = True
     arity = None
 
     def __post_init__(self):
-        if not (0.0 <= self.leak < 1.0 and self.gain > 0 and self.threshold > 0):
-            raise ValueError(f"LeakyNeuron: need 0 <= leak < 1, gain > 0, threshold > 0 "
+        if not (0.0 <= self.leak <= 1.0 and self.gain > 0 and self.threshold > 0):
+            raise ValueError(f"LeakyNeuron: need 0 <= leak <= 1, gain > 0, threshold > 0 "
                              f"(got {self.leak}, {self.gain}, {self.threshold})")
+        if not 0.0 <= self.current_leak < 1.0:
+            raise ValueError(f"LeakyNeuron: need 0 <= current_leak < 1 "
+                             f"(got {self.current_leak})")
+        if not isinstance(self.strict, (bool, np.bool_)):
+            raise ValueError(f"LeakyNeuron: strict must be a bool, got {self.strict!r}")
+        self.strict = bool(self.strict)

@@ -22,6 +22,8 @@ Mapping (NIR time constants with dt = 1, forward Euler ``v += (v_leak - v + r*I)
 Input           ``Input(shape)``
 Add             ``Scale(ones)``: NIR sums the edges into a node (an input listed twice: one edge)
 Tokens          ``Flatten(start_dim=1)``: (C, H, W) -> (C, H*W)
+Flatten         ``Flatten(start_dim=0)``: (C, H, W) -> (C*H*W,) row-major (vectors unchanged);
+                token tensors have no row-major NIR flatten (they are channel-major there)
 SpikeMaxPool    graph ``SumPool2d -> Threshold(0)``: OR of binary spikes
 Readout         graph ``Flatten -> Affine``: W @ (token mean) + b per step (mean over time too)
 Conv2d          ``Conv2d``
@@ -30,7 +32,9 @@ IntConv2d,      as Conv2d / Linear with weight ``W_q * 2**weight_exp`` (float) a
 IntLinear
 BatchNorm       ``Scale(gamma / sqrt(var + eps))``; the shift only in metadata
 LIF             ``LIF(tau, r=1, v_leak=0, v_threshold)``: SpikingJelly's LIF exactly (but >=)
-LeakyNeuron     ``LIF(tau=1/(1-leak), r=gain*tau, v_leak=0, v_threshold=threshold)``
+LeakyNeuron     ``LIF(tau=1/(1-leak), r=gain*tau, v_leak=0, v_threshold=threshold)``; ``IF(r=gain)``
+                for leak 1; ``CubaLIF(tau_syn=1/(1-current_leak), w_in=tau_syn, ...)`` with a
+                current decay; ``strict`` (spike at v > threshold) only in metadata
 LoihiLIF        ``CubaLIF`` in units of 2**6: ``tau_syn=4096/(du+1), w_in=tau_syn,
                 tau_mem=4096/max(dv, 1), r=tau_mem, v_leak=tau_mem*bias/64, v_threshold=vth``
 SSA, IntSSA     graph ``Input -> Output``: a placeholder; NIR cannot multiply inputs
@@ -41,6 +45,10 @@ HeadSum (Int)   ``Conv1d`` kernel 1, block ones (times 2**shift): per-head spike
 TokenSum (Int)  ``Conv1d`` kernel N, ones from each channel to itself (times 2**shift), dense
 SpikeBroadcast  ``Conv1d``: kernel 1 with block ones (heads), or kernel N, padding N - 1 (tokens)
 SpikeAnd        ``Threshold(1.5)`` of the summed inputs: an AND of binary spikes, exactly
+TemporalWindow  (DS2TA's TASA) the placeholder: NIR has no delay; the exact op is in metadata
+TemporalLinear, tap 0 only, as Linear / IntLinear (a kernel-1 ``Conv1d``); the delayed taps with
+IntTemporalLin. their decays ``2**(-tau m)`` are in metadata
+NSADAttention   the placeholder, like SSA (and its Int form); the lookup tables are in metadata
 =============== ================================================================================
 """
 from __future__ import annotations
@@ -57,7 +65,8 @@ import numpy as np
 
 from .. import fixedpoint
 from ..errors import NeurocompileError
-from . import attention, map_attention, membrane, neurons, spike_logic, structure, synapses
+from . import (attention, map_attention, membrane, neurons, spike_logic, structure, synapses,
+               temporal)
 from .graph import Graph
 from .ops import Op
 
@@ -115,6 +124,13 @@ def _add(op, shape_in, shape_out):
 
 def _tokens(op, shape_in, shape_out):
     return nir.Flatten(np.array(shape_in), start_dim=1, end_dim=-1)
+
+
+def _flatten(op, shape_in, shape_out):
+    if len(shape_in) == 2:
+        raise NeurocompileError(f"a Flatten of tokens {shape_in} has no NIR form (tokens are "
+                                "channel-major in NIR, so its flatten order is not ours)")
+    return nir.Flatten(np.array(shape_in), start_dim=0, end_dim=-1)
 
 
 def _max_pool(op: structure.SpikeMaxPool, shape_in, shape_out):
@@ -183,8 +199,19 @@ def _lif(op: neurons.LIF, shape_in, shape_out):
 
 
 def _leaky(op: neurons.LeakyNeuron, shape_in, shape_out):
-    tau = 1.0 / (1.0 - op.leak)
-    return _lif_node(shape_out, tau, op.gain * tau, op.threshold)
+    if op.leak == 1.0 and not op.current_leak:  # no leak: an integrate-and-fire neuron
+        p = lambda value: _population(value, shape_out)  # noqa: E731
+        return nir.IF(r=p(op.gain), v_threshold=p(op.threshold), v_reset=p(0.0))
+    tau = 1.0 / (1.0 - op.leak) if op.leak < 1.0 else np.inf
+    if not op.current_leak:
+        return _lif_node(shape_out, tau, op.gain * tau if op.leak < 1.0 else op.gain,
+                         op.threshold)
+    tau_syn = 1.0 / (1.0 - op.current_leak)
+    p = lambda value: _population(value, shape_out)  # noqa: E731
+    return nir.CubaLIF(tau_syn=p(tau_syn), tau_mem=p(tau), r=p(op.gain * tau if op.leak < 1.0
+                                                               else op.gain),
+                       v_leak=p(0.0), v_threshold=p(op.threshold), v_reset=p(0.0),
+                       w_in=p(tau_syn))
 
 
 def _loihi_lif(op: neurons.LoihiLIF, shape_in, shape_out):
@@ -255,6 +282,7 @@ CODECS: dict[type, Codec] = {
                            "read scale * x, integer graphs read x; the same x at every step"),
     structure.Add: Codec(_add, "sum of the inputs (NIR sums edges into a node)"),
     structure.Tokens: Codec(_tokens, "tokens n = h * W + w; " + _TOKENS_NOTE),
+    structure.Flatten: Codec(_flatten, "row-major flatten of a sample: torch.flatten(x, 1)"),
     structure.SpikeMaxPool: Codec(_max_pool, "max-pool of binary spikes = OR = "
                                   "(zero-padded window sum > 0)"),
     structure.Readout: Codec(_readout, "logits = W @ mean over tokens and time + b; "
@@ -313,6 +341,35 @@ CODECS: dict[type, Codec] = {
     spike_logic.CoincidenceInput: Codec(_add, "a_in = a + b: two unit-weight synapses into a "
                                         "coincidence neuron (the LoihiLIF after it)"),
 }
+
+
+def _temporal_linear(op: temporal.TemporalLinear, shape_in, shape_out):
+    return _token_wise(op.weight.copy(), op.bias.copy(), shape_in)
+
+
+def _int_temporal_linear(op: temporal.IntTemporalLinear, shape_in, shape_out):
+    return _token_wise(op.weight * 2.0 ** op.weight_exp, np.zeros(op.weight.shape[0]), shape_in)
+
+
+_TASA_NOTE = ("neurocompile extension: DS2TA's TASA, tap m = 0..window-1 reads the input of step "
+              "t - m with weight 2**(-tau m) (zero before the sample's first step); the NIR node "
+              "is tap 0 only")
+CODECS.update({
+    temporal.TemporalWindow: Codec(_ssa, _TASA_NOTE + ": y[t] = sum_m 2**(-tau m) x[t - m]; "
+                                   "the subgraph body is a placeholder (NIR has no delay)"),
+    temporal.TemporalLinear: Codec(_temporal_linear, _TASA_NOTE + ": token-wise y[t] = W sum_m "
+                                   "2**(-tau m) x[t - m] + b; " + _TOKENS_NOTE),
+    temporal.IntTemporalLinear: Codec(_int_temporal_linear, _TASA_NOTE + ": a_in[t] = sum_m "
+                                      "shift(W_q x[t - m], weight_exp - tau m); NIR weight "
+                                      "W_q * 2**weight_exp; " + _TOKENS_NOTE),
+    map_attention.NSADAttention: Codec(_ssa, "neurocompile extension: DS2TA NSAD attention, per "
+                                       "head y = scale table[h, Q K^T] V of the ORDERED inputs "
+                                       "(q, k, v); the subgraph body is a placeholder"),
+    map_attention.IntNSADAttention: Codec(_ssa, "neurocompile extension: DS2TA NSAD attention, "
+                                          "per head a_in = (table[h, Q K^T] V) << shift of the "
+                                          "ORDERED inputs (q, k, v); the subgraph body is a "
+                                          "placeholder"),
+})
 _OPS = {cls.__name__: cls for cls in CODECS}
 
 
@@ -434,6 +491,8 @@ def _check_params(cls, params) -> None:
             ok = type(value) is int and abs(value) < _INT_LIMIT
         elif kind == "float":
             ok = type(value) in (int, float) and bool(np.isfinite(value))
+        elif kind == "bool":
+            ok = type(value) is bool
         elif kind == "tuple[int, ...]":
             ok = isinstance(value, tuple) and all(type(v) is int and 0 < v < _INT_LIMIT
                                                   for v in value)

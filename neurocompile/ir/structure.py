@@ -64,6 +64,18 @@ class Tokens(Op):
 
 
 @dataclass(eq=False)
+class Flatten(Op):
+    """Flatten a sample into a vector in row-major order (``torch.flatten(x, 1)`` per batch).
+
+    ``y[i] = x.reshape(-1)[i]``: (C, H, W) -> (C*H*W,), (F,) -> (F,). Values pass unchanged (a
+    view: spikes stay spikes, integer levels stay integer levels).
+    """
+
+    def output_shape(self, input_shapes):
+        return (int(np.prod(input_shapes[0])),)
+
+
+@dataclass(eq=False)
 class SpikeMaxPool(Op):
     """Max-pooling of binary spikes, i.e. a logical OR over each window (zero padding).
 

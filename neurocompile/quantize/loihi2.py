@@ -90,12 +90,18 @@ def _split_bias(bias: np.ndarray, target: Target) -> tuple[np.ndarray, np.ndarra
 
 
 def _decays(neuron: ir.LeakyNeuron, target: Target) -> tuple[int, int]:
+    """``(du, dv)``: Loihi decays u by ``(du + 1) / 4096`` and v by ``dv / 4096`` per step."""
     unity = 1 << target.decay_bits
     dv = int(round(unity * (1.0 - neuron.leak)))
     if not 0 <= dv < unity:
         raise QuantizationError(f"leak {neuron.leak} cannot be represented as a "
                                 f"{target.decay_bits}-bit decay")
-    return unity - 1, dv
+    du = int(round(unity * (1.0 - neuron.current_leak))) - 1
+    if not 0 <= du < unity:
+        raise QuantizationError(f"current leak {neuron.current_leak} cannot be represented as "
+                                f"a {target.decay_bits}-bit current decay (at most "
+                                f"{(unity - 1) / unity})")
+    return du, dv
 
 
 def _weight_mantissas(real: np.ndarray, alpha: float, target: Target) -> np.ndarray:
@@ -113,24 +119,42 @@ def _current_bound(weights_q: np.ndarray, input_max: int) -> int:
     return int(np.maximum(pos, neg).max() * input_max)
 
 
+def state_factor(neuron: ir.LeakyNeuron, steps, target: Target) -> float:
+    """How many times the largest ``|u + bias|`` the voltage can reach below zero within one
+    sample: ``sum_{k<T} leak**k <= min(T, 4096 / dv)`` (above the threshold v resets, so only the
+    negative side can saturate)."""
+    du, dv = _decays(neuron, target)
+    unity = float(1 << target.decay_bits)
+    sums = []
+    for keep in (unity / (du + 1), unity / dv if dv else float("inf")):  # u, then v
+        sums.append(min(keep, float(steps)) if steps else keep)
+    return sums[0] * sums[1]
+
+
 def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
-                 readers: list[list[int]], threshold: float, target: Target):
+                 readers: list[list[int]], threshold: float, target: Target,
+                 state: float = 0.0, bias_real: float = 0.0):
     """One scale alpha for synapses whose currents add up in neurons (a single synapse too).
 
     ``reals[i]`` is synapse i's real weight ``gain * s_x * W`` on integer inputs in
     ``0..input_maxes[i]``; ``readers`` lists, for every neuron, the synapses whose currents it sums.
     alpha starts where the largest weight fills its mantissa and is lowered until
     ``vth = alpha * threshold / 64`` is an integer of the threshold bits and every reader's
-    worst-case current (the sum of its synapses' bounds) fits the activation bits.
+    worst-case current (the sum of its synapses' bounds) fits the activation bits. With
+    ``state`` > 0 (``state_factor``) it is also lowered until ``(64 * current + alpha * bias_real
+    + 2) * state`` fits the signed state bits (a leaky voltage that sums several steps of input;
+    ``bias_real`` bounds ``gain * |b|``).
     Returns ``(alpha, vth, integer weights per synapse, worst-case current per reader)``.
     """
     shift = 1 << target.activation_shift
     peak = max(float(np.abs(real).max()) for real in reals) or 1.0
-    # alpha from weight precision, then lowered until vth and the current bound fit.
-    alpha = (target.max_weight_mantissa + 0.5) * 2 * shift / peak
+    # alpha from weight precision (the peak weight takes the largest mantissa exactly, so weights
+    # already on a grid, e.g. projected by zoo.finetune, quantize to that grid again), then
+    # lowered until vth and the current bound fit.
+    alpha = target.max_weight_mantissa * 2 * shift / peak
     alpha = min(alpha, shift * target.max_threshold / threshold)
     for _ in range(64):
-        vth = int(math.floor(alpha * threshold / shift))
+        vth = int(math.floor(alpha * threshold / shift * (1 + 1e-12)))
         if vth < 1:
             raise QuantizationError(f"{name}: weights are too large for the threshold "
                                     f"{threshold} (vth rounds to 0)")
@@ -138,9 +162,14 @@ def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
         weights = [2 * _weight_mantissas(real, alpha, target) for real in reals]
         bounds = [sum(_current_bound(weights[i], input_maxes[i]) for i in reader)
                   for reader in readers]
-        if max(bounds) <= target.max_activation:
+        ratio = target.max_activation / max(bounds)
+        if state:
+            state_limit = (1 << (target.state_bits - 1)) - 1
+            peak = (shift * max(bounds) + alpha * bias_real + 2) * state
+            ratio = min(ratio, state_limit / peak)
+        if ratio >= 1:
             return alpha, vth, weights, bounds
-        alpha *= target.max_activation / max(bounds) * 0.999
+        alpha *= ratio * 0.999
     raise QuantizationError(f"{name}: no scale fits the activation bits")  # pragma: no cover
 
 
@@ -154,19 +183,28 @@ def int_synapse(syn: ir.Op, weights: np.ndarray) -> ir.Op:
 def biased_lif(neuron: ir.LeakyNeuron, vth: int, alpha: float, bias: np.ndarray, image: bool,
                target: Target) -> ir.LoihiLIF:
     """The LoihiLIF of ``neuron`` at scale alpha with per-channel real ``bias`` (C,): integer bias
-    ``round(alpha * gain * bias) + 1`` (the +1 turns ``v > vth<<6`` into ``v >= theta``)."""
+    ``round(alpha * gain * bias) + 1`` (the +1 turns ``v > vth<<6`` into ``v >= theta``; a
+    ``strict`` neuron, ``v > theta``, gets no +1). A neuron with current memory takes no bias:
+    Loihi adds its bias to v, while the float model's bias would accumulate in the current."""
     du, dv = _decays(neuron, target)
-    bias_mant, bias_exp = _split_bias(np.rint(alpha * neuron.gain * bias) + 1, target)
+    if neuron.current_leak and np.any(np.asarray(bias) != 0):
+        raise QuantizationError("a neuron with a current decay (CUBA) cannot take a synapse "
+                                "bias on Loihi (its bias adds to v, not to the current)")
+    offset = 0 if neuron.strict else 1
+    bias_mant, bias_exp = _split_bias(np.rint(alpha * neuron.gain * bias) + offset, target)
     if image:
         bias_mant, bias_exp = bias_mant[:, None, None], bias_exp[:, None, None]
     return ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
 
 
 def _quantize_synapse(name: str, syn: ir.Op, neuron: ir.LeakyNeuron, rng: ValueRange,
-                      target: Target) -> tuple[ir.Op, ir.LoihiLIF, LayerQuantization]:
+                      target: Target, steps: int | None = None
+                      ) -> tuple[ir.Op, ir.LoihiLIF, LayerQuantization]:
     real = neuron.gain * rng.scale * syn.weight
+    bias_real = neuron.gain * float(np.abs(syn.bias).max(initial=0.0))
     alpha, vth, (weights,), (bound,) = shared_scale(name, [real], [rng.max_value], [[0]],
-                                                    neuron.threshold, target)
+                                                    neuron.threshold, target,
+                                                    state_factor(neuron, steps, target), bias_real)
     lif = biased_lif(neuron, vth, alpha, syn.bias, isinstance(syn, ir.Conv2d), target)
     info = LayerQuantization(name, "", alpha, vth, lif.dv, int(np.abs(weights).max()),
                              rng.max_value, bound)
@@ -175,6 +213,7 @@ def _quantize_synapse(name: str, syn: ir.Op, neuron: ir.LeakyNeuron, rng: ValueR
 
 def quantize(graph: ir.Graph, target: Target) -> QuantizedGraph:
     """Integer graph for ``target`` from a canonical float graph (after the float pipeline)."""
+    graph = fuse_temporal_windows(graph)  # DS2TA's TASA: window + linear -> one synapse
     graph.validate()
     ranges = value_ranges(graph)
     nodes: list[ir.Node] = []
@@ -218,7 +257,8 @@ def _weighted(graph, syn_node, neuron_node, ranges, target):
     src = syn_node.inputs[0]
     if src not in ranges:
         raise QuantizationError(f"{syn_node.name}: its input {src} is not an integer tensor")
-    return _quantize_synapse(neuron_node.name, syn_node.op, neuron_node.op, ranges[src], target)
+    return _quantize_synapse(neuron_node.name, syn_node.op, neuron_node.op, ranges[src], target,
+                             graph.meta.get("steps"))
 
 
 def _attention(graph, syn_node, neuron_node, ranges, target):
@@ -232,7 +272,7 @@ def _attention(graph, syn_node, neuron_node, ranges, target):
 
 
 #: Ops that are already exact integer operations and pass through unchanged.
-EXACT_OPS = (ir.Input, ir.Add, ir.Tokens, ir.SpikeMaxPool, ir.Readout)
+EXACT_OPS = (ir.Input, ir.Add, ir.Tokens, ir.Flatten, ir.SpikeMaxPool, ir.Readout)
 
 #: How each kind of neuron input is quantized together with its neuron:
 #: ``rule(graph, synapse_node, neuron_node, ranges, target) -> (int_synapse, LoihiLIF, info)``.
@@ -370,3 +410,8 @@ SYNAPSE_RULES.update({ir.HeadSum: spike_count_neuron, ir.TokenSum: spike_count_n
 #: ``rule(node, ranges, target) -> (nodes, info)``.
 NEURON_RULES = {ir.SpikeAnd: coincidence_neuron}
 EXACT_OPS += (ir.CurrentSum, ir.SpikeBroadcast)
+
+# DS2TA: TASA synapses (a weight exponent per delay tap) and NSAD attention (quantize/ds2ta.py).
+from .ds2ta import fuse_temporal_windows, nsad_attention, temporal_synapse  # noqa: E402
+
+SYNAPSE_RULES.update({ir.TemporalLinear: temporal_synapse, ir.NSADAttention: nsad_attention})

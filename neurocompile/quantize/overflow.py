@@ -1,9 +1,11 @@
 """Static overflow analysis of an integer graph.
 
 For every neuron it bounds the input current from the integer weights and the input ranges, then
-the state: with ``du``, ``dv`` decays, ``|u| <= 64*A * 4096/(du+1)`` and
-``|v| <= (|u|max + |bias|) * 4096/dv`` (geometric series). It either proves that no u wraps and no
-v saturates on the target, or names each layer that can.
+the state: with ``du``, ``dv`` decays, ``|u| <= 64*A * min(4096/(du+1), T)`` and
+``|v| <= (|u|max + |bias|) * min(4096/dv, T)`` (geometric series, cut at the T steps of a sample
+when the graph's ``meta["steps"]`` says T: every sample starts from zero state). Above the
+threshold v resets, so the bound is what v can reach below zero (where Loihi saturates it). It
+either proves that no u wraps and no v saturates on the target, or names each layer that can.
 """
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ def _synapse_bound(graph: ir.Graph, name: str, ranges) -> float:
     if isinstance(op, ir.IntSSA):
         tokens, channels = graph.shape(name)
         return float(tokens * (channels // op.heads) << op.shift)
-    if isinstance(op, (ir.IntSSABin, ir.IntXNORAttention)):
+    if isinstance(op, ir.IntTemporalLinear):  # DS2TA's TASA: the taps add up
+        return float(op.a_in_bound(ranges[node.inputs[0]].max_value))
+    if isinstance(op, (ir.IntSSABin, ir.IntXNORAttention, ir.IntNSADAttention)):
         return float(op.a_in_bound(*graph.shape(name)))
     if isinstance(op, STREAM_OPS):  # a membrane shortcut: the neuron sums all its synapses
         return sum(_synapse_bound(graph, src, ranges) for src in node.inputs)
@@ -58,15 +62,17 @@ def check_overflow(graph: ir.Graph, target: Target) -> list[OverflowFinding]:
     unit = 1 << target.activation_shift
     unity = 1 << target.decay_bits
     state_limit = (1 << (target.state_bits - 1)) - 1
+    steps = graph.meta.get("steps")
+    series = (lambda keep: min(keep, float(steps)) if steps else keep)  # noqa: E731
     findings = []
     for node in graph:
         if not isinstance(node.op, ir.LoihiLIF):
             continue
         op = node.op
         a_bound = sum(_synapse_bound(graph, src, ranges) for src in node.inputs)
-        u_bound = unit * a_bound * unity / (op.du + 1)
+        u_bound = unit * a_bound * series(unity / (op.du + 1))
         bias = float(np.abs(op.bias).max())
-        v_bound = (u_bound + bias) * unity / op.dv if op.dv else float("inf")
+        v_bound = (u_bound + bias) * series(unity / op.dv if op.dv else float("inf"))
         findings += [OverflowFinding(node.name, "a_in", a_bound, target.max_activation),
                      OverflowFinding(node.name, "u", u_bound, state_limit),
                      OverflowFinding(node.name, "v", v_bound, state_limit)]

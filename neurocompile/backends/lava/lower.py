@@ -13,6 +13,9 @@ Mapping (stock Lava processes wherever the math allows):
 * ``IntSSA`` -> the custom ``SpikingSelfAttention`` process;
 * ``IntSSABin``, ``IntXNORAttention`` -> the custom ``MapAttention`` process, Gray-PE bits from a
   bias-driven ``LIF`` (``lower_map_attention.py``);
+* ``IntTemporalLinear`` (DS2TA's TASA) -> a Conv for tap 0 and, per older tap, a ``Sparse`` with
+  a weight exponent fed through delays and phase-gated coincidence neurons; ``IntNSADAttention``
+  -> ``MapAttention`` with lookup tables (``lower_ds2ta.py``);
 * ``IntHeadSum``, ``IntTokenSum``, ``CoincidenceInput`` -> stock ``Sparse`` (all-ones / unit
   weights), ``SpikeBroadcast``, ``CurrentSum`` -> no process (``lower_spike_logic.py``); a
   synapse whose current is needed later than it comes (a membrane shortcut) is rebuilt for that
@@ -22,6 +25,10 @@ Mapping (stock Lava processes wherever the math allows):
 * ``Tokens`` -> nothing but a reshape of the ports: (W, H, C) -> (N, C, 1), so Lava's token order
   is w-major (n = w*H + h) where PyTorch's is row-major. Attention is permutation-equivariant and
   the readout averages, so results are unchanged; ``to_reference`` maps recordings back;
+* vectors (F,) are Lava (1, F, 1), one token of F features;
+* ``Flatten`` -> nothing but a reshape of the ports to (1, F, 1): the flat Lava element i holds
+  the reference element ``order[i]`` (Lava's (W, H, C) layout is not torch's (C, H, W)), so the
+  ``IntLinear`` reading it takes its weight columns in that order, ``W[:, order]``;
 * ``Input`` -> a ``RingBuffer`` source sending each image T times; ``Readout`` runs on the host.
 
 Timing: every synapse delays by one step, so the value of logical step t of sample s at a node of
@@ -39,6 +46,7 @@ from ... import ir
 from ...errors import GraphError
 from ...quantize.ranges import value_ranges
 from . import layout
+from .lower_ds2ta import LOWERINGS as DS2TA_LOWERINGS
 from .lower_map_attention import LOWERINGS as MAP_ATTENTION_LOWERINGS
 from .lower_spike_logic import LOWERINGS as SPIKE_LOGIC_LOWERINGS
 from .lower_spike_logic import SYNAPTIC as SPIKE_LOGIC_SYNAPSES
@@ -55,6 +63,8 @@ class Lowered:
     depth: dict[str, int]
     grid: dict[str, tuple[int, int]]  # token nodes -> (H, W) of the image they came from
     probes: dict[str, object] = field(default_factory=dict)
+    #: Flatten nodes -> the reference flat index of each flat Lava element
+    order: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _message_bits(max_value: int) -> int:
@@ -88,14 +98,32 @@ class _Builder:
         if len(shape) == 3:
             c, h, w = shape
             return (w, h, c)
+        if len(shape) == 1:
+            return (1, shape[0], 1)
         return (shape[0], shape[1], 1)
 
     def to_lava(self, name: str, values: np.ndarray) -> np.ndarray:
         """A per-sample array in reference layout -> the node's Lava layout."""
-        if len(self.graph.shape(name)) == 3:
+        shape = self.graph.shape(name)
+        if len(shape) == 3:
             return layout.chw_to_lava(values)
+        if len(shape) == 1:
+            return np.asarray(values).reshape(self.shape_of(name))
         h, w = self.out.grid[name]
         return values[_token_order(h, w)][..., None]
+
+    def flat_order(self, name: str) -> np.ndarray:
+        """The reference flat index held by each element of node ``name``'s flat Lava port."""
+        if name in self.out.order:
+            return self.out.order[name]
+        shape = self.graph.shape(name)
+        index = np.arange(int(np.prod(shape))).reshape(shape)
+        return self.to_lava(name, index).reshape(-1) if len(shape) > 1 else index
+
+    def flatten(self, node: ir.Node):
+        """No process: the source's ports, viewed as a vector in Lava's element order."""
+        self.out.order[node.name] = self.flat_order(node.inputs[0])
+        return self.out.ports[node.inputs[0]]
 
     # -- connections ----------------------------------------------------------------------------
     def add_proc(self, proc):
@@ -155,7 +183,10 @@ class _Builder:
     def input_(self, node: ir.Node):
         from lava.proc.io.source import RingBuffer
 
-        frames = layout.chw_to_lava(self.images)  # (B, W, H, C)
+        if len(self.graph.shape(node.name)) == 1:  # vectors (B, F) -> (B, 1, F, 1)
+            frames = self.images.reshape((len(self.images),) + self.shape_of(node.name))
+        else:
+            frames = layout.chw_to_lava(self.images)  # (B, W, H, C)
         data = np.repeat(frames, self.steps, axis=0)  # (B*T, W, H, C)
         pad = np.zeros((self.extra_steps,) + data.shape[1:], dtype=data.dtype)
         data = np.moveaxis(np.concatenate([data, pad]), 0, -1).astype(np.int32)
@@ -177,7 +208,10 @@ class _Builder:
             out_features, in_features = op.weight.shape
             a, b = _feature_split(in_features)
             in_shape = (in_shape[0], a, b)
-            torch_weight = op.weight.reshape(out_features, a, b).transpose(0, 2, 1)[..., None]
+            matrix = op.weight
+            if node.inputs[0] in self.out.order:  # a Flatten: Lava's element order
+                matrix = matrix[:, self.out.order[node.inputs[0]]]
+            torch_weight = matrix.reshape(out_features, a, b).transpose(0, 2, 1)[..., None]
             weight = layout.torch_conv_weight_to_lava(torch_weight)
             kwargs = {}
         bits = _message_bits(self.ranges[node.inputs[0]].max_value)
@@ -194,6 +228,7 @@ class _Builder:
         op: ir.LoihiLIF = node.op
         full = self.graph.shape(node.name)
         depth = self.input_depth(node.inputs)
+        self.check_unordered(node)
         proc = self.add_proc(LIFReset(
             shape=self.shape_of(node.name), du=op.du, dv=op.dv, vth=op.vth,
             bias_mant=self.to_lava(node.name, np.broadcast_to(op.bias_mant, full)).astype(np.int32),
@@ -220,6 +255,14 @@ class _Builder:
         self.out.probes[node.name] = neuron.s_out
         return [(neuron.s_out, depth + 1)]
 
+    def check_unordered(self, node: ir.Node) -> None:
+        """Only an IntLinear can read a Flatten whose Lava order is not the reference order."""
+        for src in node.inputs:
+            order = self.out.order.get(src)
+            if order is not None and not np.array_equal(order, np.arange(order.size)):
+                raise GraphError(f"{node.name}: reads the Flatten {src}; in Lava a Flatten of an "
+                                 "image or tokens can only feed a Linear")
+
     def ssa(self, node: ir.Node):
         from .processes.ssa import SpikingSelfAttention
 
@@ -237,11 +280,14 @@ class _Builder:
     def build(self) -> Lowered:
         lowerings = {ir.Input: self.input_, ir.IntConv2d: self.synapse,
                      ir.IntLinear: self.synapse, ir.LoihiLIF: self.lif,
-                     ir.SpikeMaxPool: self.max_pool, ir.IntSSA: self.ssa}
+                     ir.SpikeMaxPool: self.max_pool, ir.IntSSA: self.ssa,
+                     ir.Flatten: self.flatten}
         lowerings.update({op: functools.partial(lower_op, self)
                           for op, lower_op in MAP_ATTENTION_LOWERINGS.items()})
         lowerings.update({op: functools.partial(lower_op, self)
                           for op, lower_op in SPIKE_LOGIC_LOWERINGS.items()})
+        lowerings.update({op: functools.partial(lower_op, self)
+                          for op, lower_op in DS2TA_LOWERINGS.items()})
         for node in self.graph:
             op = node.op
             if node.inputs and node.inputs[0] in self.out.grid:
@@ -255,6 +301,8 @@ class _Builder:
             elif isinstance(op, ir.Readout):
                 continue
             elif type(op) in lowerings:
+                if not isinstance(op, (ir.IntLinear, ir.Flatten, ir.LoihiLIF)):
+                    self.check_unordered(node)
                 self.out.ports[node.name] = lowerings[type(op)](node)
             else:
                 raise GraphError(f"{node.name}: no Lava lowering for {type(op).__name__}")
@@ -268,7 +316,8 @@ def pipeline_depth(graph: ir.Graph) -> int:
     for node in graph:
         base = max((depth[i] for i in node.inputs), default=0)
         adds = isinstance(node.op, (ir.IntConv2d, ir.IntLinear, ir.IntSSA, ir.SpikeMaxPool,
-                                    *MAP_ATTENTION_LOWERINGS, *SPIKE_LOGIC_SYNAPSES))
+                                    *MAP_ATTENTION_LOWERINGS, *SPIKE_LOGIC_SYNAPSES,
+                                    *DS2TA_LOWERINGS))
         depth[node.name] = base + (1 if adds else 0)
     return max(depth.values())
 
@@ -287,6 +336,8 @@ def to_reference(lowered: Lowered, graph: ir.Graph, name: str, recording: np.nda
     window = window.reshape(samples, steps, *window.shape[1:])
     if len(graph.shape(name)) == 3:
         return layout.lava_to_chw(window)
+    if len(graph.shape(name)) == 1:
+        return window.reshape(samples, steps, -1)
     h, w = lowered.grid[name]
     tokens = window[..., 0]  # (samples, T, N, C) in Lava's token order
     restored = np.empty_like(tokens)

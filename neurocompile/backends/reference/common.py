@@ -18,6 +18,11 @@ def tokens(op, xs, state, t):
     return x.reshape(b, c, h * w).transpose(0, 2, 1).copy()
 
 
+def flatten(op, xs, state, t):
+    """Row-major flatten of every sample (``torch.flatten(x, 1)``)."""
+    return xs[0].reshape(xs[0].shape[0], -1)
+
+
 def spike_max_pool(op, xs, state, t):
     x = torch.from_numpy(np.ascontiguousarray(xs[0], dtype=np.float64))
     y = F.max_pool2d(F.pad(x, [op.padding] * 4), op.kernel, op.stride)  # zero pad: OR semantics

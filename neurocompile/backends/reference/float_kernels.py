@@ -38,8 +38,10 @@ def lif(op: ir.LIF, xs, state, t):
 
 def leaky_neuron(op: ir.LeakyNeuron, xs, state, t):
     x = sum(xs[1:], xs[0])
+    if op.current_leak:
+        x = state["i"] = op.current_leak * state.get("i", 0.0) + x
     v = op.leak * state.get("v", 0.0) + op.gain * x
-    spikes = (v >= op.threshold).astype(np.float64)
+    spikes = ((v > op.threshold) if op.strict else (v >= op.threshold)).astype(np.float64)
     state["v"] = v * (1.0 - spikes)
     return spikes
 
@@ -55,7 +57,7 @@ def ssa(op: ir.SSA, xs, state, t):
 
 KERNELS = {
     ir.Input: input_, ir.Conv2d: conv2d, ir.Linear: linear, ir.BatchNorm: batch_norm,
-    ir.LIF: lif, ir.LeakyNeuron: leaky_neuron, ir.SSA: ssa, ir.Add: common.add, ir.Tokens: common.tokens,
+    ir.LIF: lif, ir.LeakyNeuron: leaky_neuron, ir.SSA: ssa, ir.Add: common.add, ir.Tokens: common.tokens, ir.Flatten: common.flatten,
     ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
 }
 
@@ -105,3 +107,30 @@ def xnor_attention(op: ir.XNORAttention, xs, state, t):
 
 
 KERNELS.update({ir.SSABin: ssa_bin, ir.XNORAttention: xnor_attention})
+
+
+def _window(op, x: np.ndarray, state) -> list[np.ndarray]:
+    """The last ``op.window`` inputs, newest first (tap m = step t - m; absent taps omitted)."""
+    history = [x] + state.get("history", [])[:op.window - 1]
+    state["history"] = history
+    return history
+
+
+def temporal_window(op: ir.TemporalWindow, xs, state, t):
+    taps = _window(op, xs[0], state)
+    return sum(decay * x for decay, x in zip(op.decays(), taps))
+
+
+def temporal_linear(op: ir.TemporalLinear, xs, state, t):
+    taps = _window(op, xs[0], state)
+    return sum(decay * x for decay, x in zip(op.decays(), taps)) @ op.weight.T + op.bias
+
+
+def nsad_attention(op: ir.NSADAttention, xs, state, t):
+    q, k, v = (np.rint(x).astype(np.int64) for x in xs)
+    attn = fixedpoint.nsad_attention_map(q, k, op.heads, op.table)
+    return op.scale * fixedpoint.attention_product(attn, v, op.heads).astype(np.float64)
+
+
+KERNELS.update({ir.TemporalWindow: temporal_window, ir.TemporalLinear: temporal_linear,
+                ir.NSADAttention: nsad_attention})

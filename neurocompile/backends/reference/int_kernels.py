@@ -40,7 +40,7 @@ def int_ssa(op: ir.IntSSA, xs, state, t):
 
 KERNELS = {
     ir.Input: input_, ir.IntConv2d: int_conv2d, ir.IntLinear: int_linear,
-    ir.LoihiLIF: loihi_lif, ir.IntSSA: int_ssa, ir.Add: common.add, ir.Tokens: common.tokens,
+    ir.LoihiLIF: loihi_lif, ir.IntSSA: int_ssa, ir.Add: common.add, ir.Tokens: common.tokens, ir.Flatten: common.flatten,
     ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
 }
 
@@ -72,3 +72,22 @@ def int_xnor_attention(op: ir.IntXNORAttention, xs, state, t):
 
 
 KERNELS.update({ir.IntSSABin: int_ssa_bin, ir.IntXNORAttention: int_xnor_attention})
+
+
+def int_temporal_linear(op: ir.IntTemporalLinear, xs, state, t):
+    """TASA: every tap m accumulates ``W_q @ x[t - m]`` and shifts it by its own exponent."""
+    history = [xs[0]] + state.get("history", [])[:op.window - 1]
+    state["history"] = history
+    weight = op.weight.T.astype(np.float64)
+    accumulated = [_exact(x.astype(np.float64) @ weight) for x in history]
+    return fixedpoint.temporal_current(accumulated, op.weight_exp, op.tau)
+
+
+def int_nsad_attention(op: ir.IntNSADAttention, xs, state, t):
+    q, k, v = xs
+    attn = fixedpoint.nsad_attention_map(q, k, op.heads, op.table)
+    return fixedpoint.attention_product(attn, v, op.heads) << op.shift
+
+
+KERNELS.update({ir.IntTemporalLinear: int_temporal_linear,
+                ir.IntNSADAttention: int_nsad_attention})

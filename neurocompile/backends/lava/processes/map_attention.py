@@ -1,4 +1,5 @@
-"""Attention with an explicit integer map (SSA_Bin, XNOR attention) as one custom Lava process.
+"""Attention with an explicit integer map (SSA_Bin, XNOR attention, DS2TA's NSAD) as one custom
+Lava process.
 
 This module must contain process definitions only: Lava's compiler imports every ``.py`` file in
 the folder of a process's module when it looks for ProcessModels.
@@ -22,7 +23,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from neurocompile import fixedpoint
 
 MESSAGE_LIMIT = (1 << 23) - 1  # graded spikes / a_out values are signed 24-bit
-KINDS = ("binary", "xnor")
+KINDS = ("binary", "xnor", "lut")
 
 
 class MapAttention(AbstractProcess):
@@ -39,7 +40,9 @@ class MapAttention(AbstractProcess):
           ((X, Y, position_bits), Gray-PE; unconnected and ignored when ``position_bits`` = 0)
           appended to every head's Q and K, the AND plus the NOR coincidences
           ``[Q_h,P][K_h,P]^T + (1-[Q_h,P])(1-[K_h,P])^T`` (``fixedpoint.xnor_attention_map``)
-          plus the constant integer ``map_bias[h]`` (N, N) (Log-PE minus the frozen offset).
+          plus the constant integer ``map_bias[h]`` (N, N) (Log-PE minus the frozen offset);
+        * ``kind="lut"`` (DS2TA's NSAD): the AND coincidence count ``s = Q_h K_h^T`` (0..d) looked
+          up in the head's integer table, ``M_h = table[h, s]`` (``fixedpoint.nsad_attention_map``).
 
         ``A_h = M_h V_h`` (``fixedpoint.attention_product``), shifted left by ``shift`` and sent
         on ``a_out`` as graded values of shape (X, Y, C). SSA_Bin's mean is not applied here: it
@@ -65,6 +68,13 @@ class MapAttention(AbstractProcess):
           builds it as a stock LIF); they enter the coincidence counts like extra channels.
           SSA_Bin's ``> delta`` is the score neuron's threshold (it emits a binary spike);
           Log-PE and the offset are the score neuron's integer bias.
+        * NSAD's lookup table (``kind="lut"``) on the score neuron's count s: either in the
+          neuron microcode (a table of d + 1 integers per head, 12 x 32 = 384 per block for the
+          paper's CIFAR model), or with stock threshold neurons as a thermometer code: per (head,
+          n, m) the neurons ``[s >= j]``, j = 1..d (the score count into d LIFs with thresholds
+          j), whose spikes gate V through synapses of weight ``table[h, j] - table[h, j - 1]``,
+          so that the sum over j <= s plus the constant ``table[h, 0]`` (a bias) is
+          ``table[h, s]`` exactly.
         * ``M V``: a gated synapse per (head, n, m, c), the graded (XNOR) or binary (SSA_Bin)
           score times the spike v[m, c], accumulated per (n, c): O(heads * N^2 * d) neurons and
           synapses and a few steps of pipeline latency, as for SSA; or, on the embedded x86
@@ -74,13 +84,15 @@ class MapAttention(AbstractProcess):
     Parameters
         shape: (X, Y, C); heads (C % heads == 0); kind: "binary" or "xnor"; shift: 0..15;
         delta: (heads,) integers (binary); map_bias: (heads, N, N) integers (xnor);
-        position_bits: number of P bits on ``pos_in`` (xnor, >= 0). The largest output value must
-        fit a signed 24-bit message, else ValueError.
+        position_bits: number of P bits on ``pos_in`` (xnor, >= 0); table: (heads, d + 1)
+        integers (lut). The largest output value must fit a signed 24-bit message, else
+        ValueError.
     """
 
     def __init__(self, *, shape: ty.Tuple[int, int, int], heads: int, kind: str, shift: int = 0,
                  delta: ty.Optional[np.ndarray] = None, map_bias: ty.Optional[np.ndarray] = None,
-                 position_bits: int = 0, name: ty.Optional[str] = None,
+                 position_bits: int = 0, table: ty.Optional[np.ndarray] = None,
+                 name: ty.Optional[str] = None,
                  log_config: ty.Optional[LogConfig] = None) -> None:
         # AbstractProcess.__init__ first: its __del__ needs it even if validation then fails.
         super().__init__(shape=shape, heads=heads, kind=kind, shift=shift, name=name,
@@ -100,14 +112,20 @@ class MapAttention(AbstractProcess):
         if delta.shape != (heads,) or map_bias.shape != (heads, tokens, tokens):
             raise ValueError(f"MapAttention: delta must be ({heads},) and map_bias "
                              f"({heads}, {tokens}, {tokens}), got {delta.shape}, {map_bias.shape}")
-        largest = 1 if kind == "binary" else head_dim + position_bits
+        table = np.zeros((heads, head_dim + 1), np.int64) if table is None \
+            else np.asarray(table, np.int64)
+        if table.shape != (heads, head_dim + 1):
+            raise ValueError(f"MapAttention: table must be ({heads}, {head_dim + 1}) (attention "
+                             f"values 0..d per head), got {table.shape}")
+        largest = {"binary": 1, "xnor": head_dim + position_bits,
+                   "lut": int(np.abs(table).max())}[kind]
         peak = int((np.abs(map_bias) + largest).sum(axis=-1).max()) << shift
         if peak > MESSAGE_LIMIT:
             raise ValueError(f"MapAttention: the product can reach {peak}, which does not fit a "
                              "24-bit message; use fewer tokens, more heads or a smaller shift")
         for key, value in (("shape", shape), ("heads", heads), ("kind", kind), ("shift", shift),
                            ("delta", delta), ("map_bias", map_bias),
-                           ("position_bits", position_bits)):
+                           ("position_bits", position_bits), ("table", table)):
             self.proc_params.overwrite(key, value)
         self.q_in = InPort(shape=shape)
         self.k_in = InPort(shape=shape)
@@ -139,6 +157,8 @@ class PyMapAttentionModelFixed(PyLoihiProcessModel):
         heads = int(params["heads"])
         if params["kind"] == "binary":
             attn = fixedpoint.binary_attention_map(q, k, heads, params["delta"])
+        elif params["kind"] == "lut":
+            attn = fixedpoint.nsad_attention_map(q, k, heads, params["table"])
         else:
             bits = pos.reshape(x * y, -1)[:, :int(params["position_bits"])]
             attn = fixedpoint.xnor_attention_map(q, k, heads, bits) + params["map_bias"]
