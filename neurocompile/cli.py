@@ -56,7 +56,20 @@ def cmd_export(args) -> None:
     from .compiler import compile_checkpoint
 
     with _status("compiling", not args.json):
-        compiled = compile_checkpoint(args.model, args.target, allow_pickle=args.unsafe_pickle)
+        if str(args.model).lower().endswith(".nir"):  # a NIR file written by another tool
+            from .frontend.nir_import import DEFAULT_DT, compile_nir
+
+            if args.steps is None:
+                raise NeurocompileError(f"{args.model}: a .nir file has no example input; pass "
+                                        "--steps T (time steps per sample)")
+            compiled = compile_nir(args.model, target=args.target, steps=args.steps,
+                                   input_scale=args.input_scale,
+                                   dt=DEFAULT_DT if args.dt is None else args.dt)
+        else:
+            if any(v is not None for v in (args.steps, args.input_scale, args.dt)):
+                raise NeurocompileError("--steps, --input-scale and --dt apply to .nir files only")
+            compiled = compile_checkpoint(args.model, args.target,
+                                          allow_pickle=args.unsafe_pickle)
         if compiled.limits:  # refuse before writing anything; name every offending layer
             from .quantize.limits import LimitError
 
@@ -241,11 +254,46 @@ def cmd_zoo(args) -> None:
 
 
 # -- convert --------------------------------------------------------------------------------------
+def _convert_nir(args, bundle) -> None:
+    if args.standard:
+        from .backends.nir import write_standard_nir
+
+        summary = write_standard_nir(bundle.graph, args.output)
+        payload = {"nir": str(args.output), "bundle": str(bundle.path), "standard": True,
+                   "dt": summary["dt"], "nodes": summary["nodes"]}
+        _emit(args, payload, f"wrote standard NIR ({len(summary['nodes'])} nodes, stock "
+                             f"primitives only, dt = {summary['dt']:g}) -> {args.output}")
+        return
+    from .ir.nir_io import write_nir
+
+    write_nir(bundle.graph, args.output)
+    payload = {"nir": str(args.output), "bundle": str(bundle.path), "standard": False,
+               "nodes": len(bundle.graph)}
+    _emit(args, payload, f"wrote NIR ({len(bundle.graph)} nodes, stock-readable, the exact "
+                         f"integer ops in metadata) -> {args.output}")
+
+
+def _convert_netx(args, bundle) -> None:
+    from .backends.netx import RESET_OFFSET, write_netx
+
+    summary = write_netx(bundle.graph, bundle.steps, args.output)
+    payload = {"netx": str(args.output), "bundle": str(bundle.path), "steps": bundle.steps,
+               "reset_offset": RESET_OFFSET, **summary}
+    _emit(args, payload, f"wrote lava-dl netx HDF5 ({summary['blocks']} blocks: "
+                         f"{', '.join(summary['layers'])}) -> {args.output}")
+
+
 def cmd_convert(args) -> None:
     from .backends.onnx import OPSET, write_onnx
     from .bundle import read_bundle
 
     bundle = read_bundle(args.bundle)
+    if args.standard and args.to != "nir":
+        raise NeurocompileError("--standard applies to --to nir only")
+    if args.to == "nir":
+        return _convert_nir(args, bundle)
+    if args.to == "netx":
+        return _convert_netx(args, bundle)
     model = write_onnx(bundle.graph, bundle.steps, args.output)
     outputs = [o.name for o in model.graph.output]
     payload = {"onnx": str(args.output), "bundle": str(bundle.path), "opset": OPSET,
@@ -272,6 +320,18 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def _fraction(text: str) -> float:
+    """A positive number, also written as a fraction (``1/16``)."""
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -295,12 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="compile a checkpoint into a deployable bundle",
                        description="Trace, optimise and quantize MODEL for a target and write a "
                                    "bundle directory (model.nir, source.pt, manifest.json).")
-    p.add_argument("model", help="checkpoint file (.pt) or the name of a shipped checkpoint "
-                                 "(see `neurocompile zoo`)")
+    p.add_argument("model", help="checkpoint file (.pt), the name of a shipped checkpoint "
+                                 "(see `neurocompile zoo`), or a .nir file written by another "
+                                 "tool (e.g. snnTorch's export_to_nir; needs --steps)")
     p.add_argument("--target", default="loihi2", help="target name or .toml file (default: loihi2)")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
     p.add_argument("--unsafe-pickle", action="store_true",
                    help="allow loading a pickled whole module (can run code: trusted files only)")
+    p.add_argument("--steps", type=_integer, default=None,
+                   help="MODEL.nir only (required): time steps per sample (NIR has no example "
+                        "input)")
+    p.add_argument("--input-scale", type=_fraction, default=None,
+                   help="MODEL.nir only: real value of one integer input level, e.g. 1/16 "
+                        "(default 1/16: digits pixels 0..16 read as pixels/16; levels up to "
+                        "round(1/scale))")
+    p.add_argument("--dt", type=_fraction, default=None,
+                   help="MODEL.nir only: the time step the file's time constants were written "
+                        "for (default 1e-4, snnTorch's and Norse's)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_export)
 
@@ -351,14 +422,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("convert", help="write a bundle's integer model in another format (ONNX)",
+    p = sub.add_parser("convert", help="write a bundle's integer model in another format "
+                                       "(ONNX, NIR, lava-dl netx)",
                        description="Write BUNDLE's integer graph as an ONNX model that computes "
                                    "exactly what the integer reference computes (T steps "
                                    "unrolled; input `images` int64, outputs `logits` and "
-                                   "`spikes/<layer>`).")
+                                   "`spikes/<layer>`), as NIR (stock-readable; --standard: "
+                                   "standard primitives only, dt = 1e-4, for snnTorch & co.), or "
+                                   "as a lava-dl netx HDF5 network (load it with "
+                                   "Network(net_config=FILE, input_message_bits=B, "
+                                   "reset_interval=T, reset_offset=1); the readout stays on the "
+                                   "host).")
     p.add_argument("bundle")
-    p.add_argument("--to", choices=("onnx",), required=True, help="output format")
-    p.add_argument("-o", "--output", required=True, help="file to write (FILE.onnx)")
+    p.add_argument("--to", choices=("onnx", "nir", "netx"), required=True,
+                   help="onnx: the integer model for onnxruntime; nir: stock-readable NIR (the "
+                        "exact ops in metadata); netx: lava-dl netx HDF5 (chains of Dense / Conv "
+                        "into CUBA LIFs)")
+    p.add_argument("--standard", action="store_true",
+                   help="with --to nir: standard NIR primitives only, no neurocompile metadata "
+                        "(refused for graphs with extension ops such as attention)")
+    p.add_argument("-o", "--output", required=True,
+                   help="file to write (FILE.onnx, FILE.nir, FILE.net)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_convert)
     return parser

@@ -30,7 +30,7 @@ class ImportedModel:
 
     architecture: str
     config: dict
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None when compiled from a NIR file
     graph: ir.Graph
     path: None = None
 

@@ -49,6 +49,13 @@ def _is_zoo(module: nn.Module) -> bool:
 #: framework importers register here (most specific first)
 IMPORTERS: list[Importer] = [
     Importer("neurocompile zoo", _is_zoo, ".spikformer:convert_zoo_module"),
+    Importer("snnTorch", lambda m: uses_framework(m, "snntorch"), ".snntorch:convert",
+             "pip install snntorch"),
+    Importer("SpikingJelly Spikformer (public code)",  # before the generic SpikingJelly entry
+             lambda m: importlib.import_module(".spikingjelly_spikformer", __package__).matches(m),
+             ".spikingjelly_spikformer:convert", "pip install spikingjelly==0.0.0.0.14"),
+    Importer("SpikingJelly", lambda m: uses_framework(m, "spikingjelly"), ".spikingjelly:convert",
+             "pip install spikingjelly==0.0.0.0.14"),
 ]
 
 

@@ -63,6 +63,32 @@ def test_random_deeper_model_matches_reference(digits):
     _assert_matches_reference(graph, int(float_graph.meta["steps"]), images)
 
 
+def test_imported_conv_net_with_flatten_and_current_decay_matches_reference(digits):
+    """An snnTorch network: Flatten (a Reshape) and a CUBA neuron (du < 4095) in ONNX."""
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    import neurocompile
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), snn.Leaky(beta=0.8, init_hidden=True,
+                                                reset_mechanism="zero"),
+        nn.Flatten(), nn.Linear(4 * 8 * 8, 16, bias=False),
+        snn.Synaptic(alpha=0.5, beta=0.75, init_hidden=True, reset_mechanism="zero",
+                     reset_delay=False),
+        nn.Linear(16, 10))
+    with torch.no_grad():
+        net[3].weight.mul_(8)  # random weights: make the CUBA layer fire
+    example = torch.from_numpy(digits.test_x[:4] / 16).float().unsqueeze(0).repeat(3, 1, 1, 1, 1)
+    compiled = neurocompile.compile(net, example)
+    assert any(isinstance(n.op, ir.Flatten) for n in compiled.graph)
+    assert any(isinstance(n.op, ir.LoihiLIF) and n.op.du < 4095 for n in compiled.graph)
+    trace = _assert_matches_reference(compiled.graph, compiled.steps, digits.test_x[:16])
+    assert all(out.any() for out in trace.outputs.values() if out.dtype == np.int8)
+
+
 def test_fixed_batch_and_checker(shipped):
     model = to_onnx(shipped.graph, shipped.steps, batch=5)
     onnx.checker.check_model(model, full_check=True)

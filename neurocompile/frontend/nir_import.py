@@ -1,0 +1,543 @@
+"""Import ``.nir`` files written by other tools (e.g. snnTorch's ``export_to_nir``) into the IR.
+
+``import_nir(path_or_graph, example_input=None, dt=1e-4, **input_options)`` returns a validated
+float graph like every other importer (``frontend.modules``): ``meta`` = ``{"architecture":
+"nir", "config": {...}, "steps": T}``, output an ``ir.Readout``. ``compile_nir`` runs it through
+the same passes, quantization and checks as ``neurocompile.compile``.
+
+Supported stock nodes (chains or DAGs; an edge into a node adds the sources, as NIR defines):
+
+============== =====================================================================================
+Input          ``ir.Input``: the NIR input shape (a leading batch axis of 1, written when the
+               producer was not told to ignore it, is dropped); integer levels on a grid
+               (``input_scale``, default 1/16: digits pixels / 16), the same at every step
+Affine, Linear ``ir.Linear`` on vectors (Linear: zero bias)
+Conv2d         ``ir.Conv2d``: equal strides / paddings on both axes, dilation 1 (``"same"`` /
+               ``"valid"`` padding resolved for odd kernels, stride 1)
+Flatten        ``ir.Flatten`` when it flattens the whole sample (start_dim 0 or -ndim, end_dim -1)
+LIF, CubaLIF,  ``ir.LeakyNeuron`` (below)
+IF
+Output         the graph output: after a neuron, ``Readout(identity, 0)`` (argmax of spike counts);
+               after an Affine / Linear reading spikes, that layer becomes ``Readout(W, b)``
+               (the mean over time of ``W s_t + b`` is ``W mean(s) + b``)
+============== =====================================================================================
+
+**Discretisation (the dt convention).** NIR stores continuous-time ODEs; a producing tool
+simulates them in discrete time with its own step dt and writes its parameters for that dt.
+snnTorch (and Norse) use forward Euler with ``dt = 1e-4``, the default here (neurocompile's own
+files use dt = 1, but those are read by ``read_nir``). Every neuron becomes one
+``ir.LeakyNeuron`` (``i = current_leak i + x; v = leak v + gain i``, spike iff ``v > threshold``)::
+
+    LIF      tau dv/dt = (v_leak - v) + r I
+             -> leak = 1 - dt/tau, gain = r dt/tau, current_leak = 0 (+ dt/tau v_leak per step)
+    CubaLIF  tau_syn dI/dt = -I + w_in S,  tau_mem dv/dt = (v_leak - v) + r I
+             -> current_leak = 1 - dt/tau_syn, leak = 1 - dt/tau_mem,
+                gain = (w_in dt/tau_syn) (r dt/tau_mem); v is updated from the NEW current
+                (snnTorch's Synaptic: syn = alpha syn + x; mem = beta mem + syn)
+    IF       dv/dt = r I  -> leak = 1, gain = r dt
+
+snnTorch writes ``Leaky(beta)`` as ``tau = dt/(1-beta), r = tau/dt`` and ``Synaptic(alpha, beta)``
+as ``tau_syn = dt/(1-alpha), w_in = tau_syn/dt, tau_mem = dt/(1-beta), r = tau_mem/dt``, so these
+are exactly ``v = beta v + I`` and ``syn = alpha syn + x; v = beta v + syn``: the same
+``LeakyNeuron`` (leak = beta, current_leak = alpha, gain 1, strict) that the snnTorch importer
+builds from the live module. Leaks and gains are computed in float64 and rounded to the precision
+the file stores the parameters in (float32 for snnTorch), which gives snnTorch's float32 beta and
+alpha back; a gain within float32 rounding of 1 is 1. A constant ``v_leak`` (LIF only) adds
+``dt/tau v_leak`` per step, folded into the synapse bias. Per-neuron gains, ``w_in`` and thresholds
+fold into the rows of the synapse before the neuron (which then has gain 1 and threshold 1); the
+leaks must be the same for the whole layer.
+
+Spikes: NIR fires when ``v > v_threshold`` (strict, as snnTorch's ``mem - threshold > 0``), then
+sets ``v = v_reset``; ``v_reset`` must be 0. The input of step t reaches the neuron at step t (no
+synaptic delay), as in snnTorch. What NIR cannot say and snnTorch's export drops: its
+``reset_mechanism`` (the default "subtract" is written as a reset to v_reset = 0, so only
+``reset_mechanism="zero"`` models are reproduced; snnTorch's own ``import_from_nir`` also builds
+reset-to-zero neurons) and ``reset_delay``: NIR resets v right after the spike, which is
+snnTorch's ``reset_delay=False``; for ``Leaky`` with reset to zero ``reset_delay=True`` gives the
+same spikes, for ``Synaptic`` it does not (it holds mem at 0 for the next step), so only
+``Synaptic(reset_delay=False)`` models are reproduced, as in the snnTorch importer.
+snnTorch's export also needs per-neuron ``beta`` and ``threshold`` tensors (a scalar beta gives a
+0-d LIF that nir 1.0.8's type check refuses) and ``ignore_dims=[0]`` (else the input shape keeps
+the batch axis; a leading 1 is dropped here).
+
+Refused with one line naming the node and its type: ``SumPool2d`` / ``AvgPool2d`` (no exact IR
+op), ``v_reset != 0``, recurrent edges and nested subgraphs (RLeaky / RSynaptic), anything else. A
+``.nir`` file written by neurocompile itself (a bundle's ``model.nir`` / ``source.nir``) is read
+exactly by ``neurocompile.read_bundle`` / ``neurocompile.ir.nir_io.read_nir`` instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .. import ir
+from ..errors import NeurocompileError, UnsupportedModelError
+
+DEFAULT_DT = 1e-4  #: snnTorch's and Norse's step (their exporters write tau for it)
+DEFAULT_INPUT_SCALE = 1.0 / 16  #: digits pixels 0..16 read as pixels / 16
+ARCHITECTURE = "nir"
+
+_SYNAPSES = ("Affine", "Linear", "Conv2d")
+_NEURONS = ("LIF", "CubaLIF", "IF")
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError as exc:  # pragma: no cover - nir is a core dependency
+        raise UnsupportedModelError("importing NIR needs the nir package: pip install nir") from exc
+    return nir
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+def _load(source):
+    """(NIRGraph, description) for a path or an in-memory graph."""
+    nir = _nir()
+    if isinstance(source, nir.NIRGraph):
+        return source, "NIR graph"
+    path = Path(source)
+    if not path.is_file():
+        raise NeurocompileError(f"{path}: no such file")
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise NeurocompileError(f"{path}: not a NIR file (not HDF5)")
+    try:
+        graph = nir.read(str(path))
+    except Exception as exc:  # noqa: BLE001 - nir / h5py raise anything on foreign files
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise NeurocompileError(f"{path}: cannot be read as NIR ({detail})") from exc
+    return graph, str(path)
+
+
+def _refuse_own(graph, where: str) -> None:
+    from ..ir import nir_io
+
+    meta = getattr(graph, "metadata", None)
+    if isinstance(meta, dict) and isinstance(meta.get(nir_io.KEY), dict):
+        raise NeurocompileError(
+            f"{where}: written by neurocompile (a bundle's model.nir / source.nir); read it "
+            "exactly with neurocompile.read_bundle(BUNDLE_DIR) or "
+            "neurocompile.ir.nir_io.read_nir(path) instead of import_nir")
+
+
+def _array(value) -> np.ndarray:
+    return np.asarray(value)
+
+
+def _storage(*arrays) -> type:
+    """float32 when the file stores the parameters in float32 (snnTorch), else float64."""
+    return np.float32 if all(_array(a).dtype == np.float32 for a in arrays) else np.float64
+
+
+def _uniform(name: str, kind: str, field: str, values: np.ndarray) -> float:
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if flat.size == 0:
+        raise UnsupportedModelError(f"NIR node {name!r} ({kind}): {field} is empty")
+    if not np.allclose(flat, flat[0], rtol=1e-6, atol=0):
+        raise UnsupportedModelError(f"NIR node {name!r} ({kind}): {field} differs between "
+                                    "neurons; neurocompile needs one value per layer")
+    return float(flat[0])
+
+
+def _shape(value) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.asarray(value).reshape(-1))
+
+
+def _type_shape(types: dict | None) -> tuple[int, ...] | None:
+    if not isinstance(types, dict) or len(types) != 1:
+        return None
+    value = next(iter(types.values()))
+    return None if value is None else _shape(value)
+
+
+def _order(graph, where: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Topological order of the NIR nodes; a cycle (a recurrent connection) is refused."""
+    preds: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        for end in (src, dst):
+            if end not in graph.nodes:
+                raise NeurocompileError(f"{where}: an edge names {end!r}, which is not a node")
+        if src not in preds[dst]:
+            preds[dst].append(src)
+    order, done, visiting = [], set(), set()
+
+    def visit(name: str, path: tuple[str, ...]):
+        if name in done:
+            return
+        if name in visiting:
+            raise UnsupportedModelError(f"NIR node {name!r} ({type(graph.nodes[name]).__name__}):"
+                                        " recurrent connection (a cycle through "
+                                        f"{' -> '.join(path)}) is not supported")
+        visiting.add(name)
+        for src in preds[name]:
+            visit(src, path + (src,))
+        visiting.discard(name)
+        done.add(name)
+        order.append(name)
+
+    for name in graph.nodes:
+        visit(name, (name,))
+    return order, preds
+
+
+_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+class _Builder:
+    """Turns NIR nodes into IR nodes, remembering the IR node (and shape) behind each NIR node."""
+
+    def __init__(self, nir_graph, where: str, dt: float, input_op: ir.Input | None):
+        self.nir = _nir()
+        self.src = nir_graph
+        self.where = where
+        self.dt = float(dt)
+        self.input_op = input_op
+        self.graph = ir.Graph()
+        self.value: dict[str, str] = {}  # NIR node -> IR node holding its value
+        self.kinds: dict[str, str] = {}
+
+    # -- helpers
+    def name(self, nir_name: str) -> str:
+        base = _NAME.sub("_", str(nir_name)) or "node"
+        if base[0].isdigit():
+            base = f"n{base}"
+        name, i = base, 1
+        while name in self.graph.nodes:
+            i += 1
+            name = f"{base}_{i}"
+        return name
+
+    def shape(self, ir_name: str) -> tuple[int, ...]:
+        return _shapes(self.graph)[ir_name]
+
+    def refuse(self, name: str, node, why: str):
+        raise UnsupportedModelError(f"NIR node {name!r} ({type(node).__name__}): {why}")
+
+    def source(self, name: str, node, preds: list[str]) -> str:
+        """The IR node holding the (summed) input of NIR node ``name``."""
+        if not preds:
+            self.refuse(name, node, "has no input edge")
+        values = [self.value[p] for p in preds]
+        if len(values) == 1:
+            return values[0]
+        if type(node).__name__ in _NEURONS:
+            self.refuse(name, node, "a neuron fed by several nodes (a sum of currents) is not "
+                                    "supported; feed it from one synapse")
+        return self.graph.add(self.name(f"{name}_sum"), ir.Add(), values)
+
+    # -- nodes
+    def input(self, name: str, node):
+        shape = _type_shape(node.input_type) or _type_shape(node.output_type)
+        if not shape:
+            self.refuse(name, node, "has no input shape")
+        if len(shape) == 4 and shape[0] == 1:  # (1, C, H, W): a batch axis the producer kept
+            shape = shape[1:]
+        if self.input_op is None:
+            raise AssertionError("input options missing")  # pragma: no cover
+        if tuple(self.input_op.shape) != tuple(shape):
+            self.refuse(name, node, f"input shape {shape} differs from the example input's "
+                                    f"sample shape {tuple(self.input_op.shape)}")
+        return self.graph.add(self.name(name), self.input_op)
+
+    def flatten(self, name, node, src):
+        shape = self.shape(src)
+        typed_out = _type_shape(node.output_type)
+        if typed_out is not None:  # nir typed it: a whole-sample flatten leaves one axis > 1
+            whole = sum(d != 1 for d in typed_out) <= 1 and \
+                int(np.prod(typed_out)) == int(np.prod(shape))
+        else:
+            start, end, ndim = int(node.start_dim), int(node.end_dim), len(shape)
+            whole = start in (0, -ndim) and end in (-1, ndim - 1)
+        if not whole:
+            self.refuse(name, node, f"flattens dims {node.start_dim}..{node.end_dim} of a "
+                                    f"{shape} sample; only a flatten of the whole sample is "
+                                    "supported")
+        return self.graph.add(self.name(name), ir.Flatten(), [src])
+
+    def affine(self, name, node, src):
+        weight = np.asarray(node.weight, dtype=np.float64)
+        bias = (np.asarray(node.bias, dtype=np.float64) if hasattr(node, "bias")
+                else np.zeros(weight.shape[0]))
+        shape = self.shape(src)
+        if weight.ndim != 2 or len(shape) != 1 or shape[0] != weight.shape[1]:
+            self.refuse(name, node, f"weight {weight.shape} does not apply to a {shape} input "
+                                    "(Affine / Linear read vectors; add a Flatten)")
+        return self.graph.add(self.name(name), ir.Linear(weight, bias.reshape(-1)), [src])
+
+    def conv2d(self, name, node, src):
+        weight = np.asarray(node.weight, dtype=np.float64)
+        if weight.ndim != 4:
+            self.refuse(name, node, f"weight shape {weight.shape} is not (out, in, kh, kw)")
+
+        def pair(value, field):
+            if isinstance(value, str):
+                return value
+            values = _shape(np.broadcast_to(np.asarray(value), (2,)))
+            if values[0] != values[1]:
+                self.refuse(name, node, f"{field} {values} differs between the axes")
+            return values[0]
+
+        stride, dilation = pair(node.stride, "stride"), pair(node.dilation, "dilation")
+        padding = pair(node.padding, "padding")
+        if dilation != 1:
+            self.refuse(name, node, f"dilation {dilation} is not supported (only 1)")
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            kh, kw = weight.shape[2:]
+            if stride != 1 or kh != kw or kh % 2 == 0:
+                self.refuse(name, node, "padding 'same' needs stride 1 and an odd square kernel")
+            padding = (kh - 1) // 2
+        bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) \
+            if node.bias is not None else np.zeros(weight.shape[0])
+        try:
+            op = ir.Conv2d(weight, np.broadcast_to(bias, (weight.shape[0],)).copy(),
+                           stride=int(stride), padding=int(padding), groups=int(node.groups))
+        except ValueError as exc:
+            self.refuse(name, node, str(exc))
+        if len(self.shape(src)) != 3:
+            self.refuse(name, node, f"reads a {self.shape(src)} tensor, not (C, H, W)")
+        return self.graph.add(self.name(name), op, [src])
+
+    def _params(self, name, node, fields, size) -> dict[str, np.ndarray]:
+        params = {}
+        for field in fields:
+            value = getattr(node, field, None)
+            value = np.zeros(1) if value is None else np.asarray(value, dtype=np.float64)
+            if value.size not in (1, size):
+                self.refuse(name, node, f"{field} has {value.size} values for {size} neurons")
+            if not np.all(np.isfinite(value)):
+                self.refuse(name, node, f"{field} is not finite")
+            flat = value.reshape(-1) if value.size > 1 else value.reshape(())
+            params[field] = np.broadcast_to(flat, (size,)).astype(np.float64)
+        if np.any(params["v_reset"] != 0):
+            self.refuse(name, node, "v_reset != 0 is not supported (neurons reset to 0)")
+        for field in fields:
+            if field.startswith("tau") and np.any(params[field] < self.dt):
+                self.refuse(name, node, f"{field} {params[field].min():g} < dt {self.dt:g}: the "
+                                        "file was written for another time step; pass dt= "
+                                        "(snnTorch / Norse write for dt=1e-4)")
+        return params
+
+    def neuron(self, name, node, src):
+        """LIF / CubaLIF / IF as one ``LeakyNeuron`` (forward Euler with step dt, module doc)."""
+        dt, kind = self.dt, type(node).__name__
+        shape = self.shape(src)
+        size = int(np.prod(shape))
+        current_leak, store = 0.0, _storage(node.r)
+        if kind == "LIF":
+            p = self._params(name, node, ("tau", "r", "v_leak", "v_threshold", "v_reset"), size)
+            store = _storage(node.tau, node.r)
+            leak = (1.0 - dt / p["tau"]).astype(store)
+            gain = (p["r"] * dt / p["tau"]).astype(store)
+            drive = dt / p["tau"] * p["v_leak"]
+        elif kind == "CubaLIF":
+            p = self._params(name, node, ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold",
+                                          "v_reset", "w_in"), size)
+            store = _storage(node.tau_syn, node.tau_mem, node.r)
+            leak = (1.0 - dt / p["tau_mem"]).astype(store)
+            current_leak = _uniform(name, kind, "current leak 1 - dt/tau_syn",
+                                    (1.0 - dt / p["tau_syn"]).astype(store))
+            # i = (1 - dt/tau_syn) i + (w_in dt/tau_syn) x
+            # v = (1 - dt/tau_mem) v + (r dt/tau_mem) i  (from the NEW i, as snnTorch)
+            gain = ((p["w_in"] * dt / p["tau_syn"]).astype(store).astype(np.float64)
+                    * (p["r"] * dt / p["tau_mem"]).astype(store))
+            drive = dt / p["tau_mem"] * p["v_leak"]
+            if np.any(drive):
+                self.refuse(name, node, "v_leak != 0 is not supported for CubaLIF")
+        else:  # IF: dv/dt = r I -> v += r dt I
+            p = self._params(name, node, ("r", "v_threshold", "v_reset"), size)
+            leak = np.ones(size)
+            gain = (p["r"] * dt).astype(store)
+            drive = np.zeros(size)
+        leak = _uniform(name, kind, "leak 1 - dt/tau", leak)
+        if not 0.0 <= leak <= 1.0:
+            self.refuse(name, node, f"leak 1 - dt/tau = {leak} must be in [0, 1]")
+        gain = np.asarray(gain, dtype=np.float64)
+        gain = np.where(np.abs(gain - 1.0) <= 4 * np.finfo(np.float32).eps, 1.0, gain)
+        theta = p["v_threshold"]
+        if np.any(gain <= 0) or np.any(theta <= 0):
+            self.refuse(name, node, "the input gain and v_threshold must be positive")
+        syn = self.graph[src]
+        if np.all(gain == gain[0]) and np.all(theta == theta[0]) and not np.any(drive):
+            op = ir.LeakyNeuron(leak=leak, gain=float(gain[0]), threshold=float(theta[0]),
+                                strict=True, current_leak=current_leak)
+        else:  # fold per-neuron gain / threshold and v_leak into the synapse rows
+            if not isinstance(syn.op, (ir.Linear, ir.Conv2d)) or self.graph.users(src):
+                self.refuse(name, node, "per-neuron gains / thresholds or v_leak != 0 need a "
+                                        "synapse (Affine / Conv2d) that feeds only this node")
+            channels = syn.op.weight.shape[0]
+            scale = _per_channel(gain / theta, channels, name, node, self)
+            extra = _per_channel(drive / theta, channels, name, node, self)
+            weight = syn.op.weight * scale.reshape((-1,) + (1,) * (syn.op.weight.ndim - 1))
+            syn.op = dataclasses.replace(syn.op, weight=weight, bias=syn.op.bias * scale + extra)
+            op = ir.LeakyNeuron(leak=leak, gain=1.0, threshold=1.0, strict=True,
+                                current_leak=current_leak)
+        return self.graph.add(self.name(name), op, [src])
+
+
+def _per_channel(values: np.ndarray, channels: int, name, node, builder) -> np.ndarray:
+    """A per-neuron array that must be constant over the spatial axes of a (C, H, W) layer."""
+    flat = values.reshape(channels, -1)
+    if not np.allclose(flat, flat[:, :1], rtol=1e-6, atol=1e-12):
+        builder.refuse(name, node, "parameters differ within a channel of a convolution")
+    return flat[:, 0].astype(np.float64)
+
+
+def _shapes(graph: ir.Graph) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for node in graph.nodes.values():
+        shapes[node.name] = node.op.output_shape([shapes[i] for i in node.inputs])
+    return shapes
+
+
+def _input_op(example_input, steps, input_scale, input_max, shape) -> tuple[ir.Input, int]:
+    from .inputs import input_from_example
+
+    if example_input is not None:
+        if steps is not None:
+            raise UnsupportedModelError("pass either example_input or steps=, not both")
+        op, steps = input_from_example(example_input, input_scale, input_max)
+        return op, steps
+    if steps is None:
+        raise UnsupportedModelError("a NIR graph has no example input: pass steps= (time steps "
+                                    "per sample) or example_input= (T, batch, *sample_shape)")
+    if type(steps) is not int or steps < 1:
+        raise UnsupportedModelError(f"steps={steps!r} must be a positive integer")
+    scale = DEFAULT_INPUT_SCALE if input_scale is None else float(input_scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise UnsupportedModelError(f"input_scale={input_scale} must be a positive number")
+    top = max(1, int(round(1.0 / scale))) if input_max is None else int(input_max)
+    if top < 1:
+        raise UnsupportedModelError(f"input_max={input_max} must be a positive integer")
+    return ir.Input(shape, scale, top), steps
+
+
+def import_nir(source, example_input=None, dt: float = DEFAULT_DT, *, steps: int | None = None,
+               input_scale: float | None = None, input_max: int | None = None) -> ir.Graph:
+    """The float IR graph of a stock NIR graph (a ``.nir`` path or a ``nir.NIRGraph``).
+
+    ``example_input`` (time-major ``(T, batch, *sample_shape)``, the same at every step) fixes the
+    steps and the input grid as for ``neurocompile.compile``; without it pass ``steps=`` (the grid
+    is then ``input_scale``, default 1/16, levels 0..``input_max``, default ``round(1/scale)``).
+    ``dt`` is the step the file's time constants were written for (module docstring).
+    """
+    if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
+        raise UnsupportedModelError(f"dt={dt!r} must be a positive number")
+    nir_graph, where = _load(source)
+    _refuse_own(nir_graph, where)
+    try:
+        return _convert(nir_graph, where, example_input, float(dt), steps, input_scale, input_max)
+    except UnsupportedModelError as exc:
+        if where != "NIR graph" and not str(exc).startswith(where):
+            raise UnsupportedModelError(f"{where}: {exc}") from exc
+        raise
+
+
+def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max) -> ir.Graph:
+    nir = _nir()
+    order, preds = _order(nir_graph, where)
+    inputs = [n for n in order if isinstance(nir_graph.nodes[n], nir.Input)]
+    outputs = [n for n in order if isinstance(nir_graph.nodes[n], nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedModelError(f"{where}: needs exactly one Input and one Output node, found "
+                                    f"{len(inputs)} and {len(outputs)}")
+    in_node = nir_graph.nodes[inputs[0]]
+    shape = _type_shape(in_node.input_type) or _type_shape(in_node.output_type) or ()
+    if len(shape) == 4 and shape[0] == 1:
+        shape = shape[1:]
+    if not shape:
+        raise UnsupportedModelError(f"NIR node {inputs[0]!r} (Input): has no shape")
+    input_op, steps = _input_op(example_input, steps, input_scale, input_max, shape)
+    b = _Builder(nir_graph, where, dt, input_op)
+    out_pred = preds[outputs[0]]
+    if len(out_pred) != 1:
+        raise UnsupportedModelError(f"NIR node {outputs[0]!r} (Output): must read exactly one "
+                                    f"node, reads {len(out_pred)}")
+    head = out_pred[0]
+    head_node = nir_graph.nodes[head]
+    readout_layer = type(head_node).__name__ in ("Affine", "Linear")
+    for name in order:
+        node = nir_graph.nodes[name]
+        kind = type(node).__name__
+        b.kinds[name] = kind
+        if isinstance(node, nir.Input):
+            b.value[name] = b.input(name, node)
+            continue
+        if isinstance(node, nir.Output):
+            continue
+        if name == head and readout_layer:
+            continue  # becomes the Readout below
+        src = b.source(name, node, preds[name])
+        if isinstance(node, nir.NIRGraph):
+            b.refuse(name, node, "nested NIR graphs (e.g. snnTorch's RLeaky / RSynaptic "
+                                 "recurrent subgraphs) are not supported")
+        elif kind == "Flatten":
+            b.value[name] = b.flatten(name, node, src)
+        elif kind in ("Affine", "Linear"):
+            b.value[name] = b.affine(name, node, src)
+        elif kind == "Conv2d":
+            b.value[name] = b.conv2d(name, node, src)
+        elif kind in _NEURONS:
+            b.value[name] = b.neuron(name, node, src)
+        elif kind in ("SumPool2d", "AvgPool2d"):
+            b.refuse(name, node, "pooling of spikes has no exact IR op (it is a sum, not a "
+                                 "spike); fold it into the next convolution")
+        else:
+            b.refuse(name, node, "not supported (supported: Input, Affine, Linear, Conv2d, "
+                                 "Flatten, LIF, CubaLIF, IF, Output)")
+    # the head: a Readout over the spikes of the last spiking node
+    if readout_layer:
+        src = b.source(head, head_node, preds[head])
+        weight = np.asarray(head_node.weight, dtype=np.float64)
+        bias = (np.asarray(head_node.bias, dtype=np.float64).reshape(-1)
+                if hasattr(head_node, "bias") else np.zeros(weight.shape[0]))
+        feature = b.graph[src].op
+        if not feature.spiking:
+            b.refuse(head, head_node, "the output layer must read spikes (a LIF), got "
+                                      f"{type(feature).__name__}")
+        in_shape = b.shape(src)
+        if len(in_shape) != 1:
+            b.refuse(head, head_node, f"reads a {in_shape} tensor; add a Flatten")
+        readout = ir.Readout(weight, bias)
+        out = b.graph.add(b.name(head), readout, [src])
+    else:
+        src = b.value[head]
+        if not b.graph[src].op.spiking:
+            b.refuse(head, head_node, "the graph must end in a LIF (spike counts) or an "
+                                      "Affine / Linear reading spikes")
+        shape = b.shape(src)
+        if len(shape) != 1:
+            src = b.graph.add(b.name(f"{head}_flat"), ir.Flatten(), [src])
+            shape = b.shape(src)
+        out = b.graph.add("readout", ir.Readout(np.eye(shape[0]), np.zeros(shape[0])), [src])
+    b.graph.output = out
+    b.graph.meta = {
+        "architecture": ARCHITECTURE,
+        "config": {"source": where, "dt": dt,
+                   "nodes": {n: b.kinds[n] for n in order if n in b.kinds},
+                   "input_shape": list(input_op.shape), "input_scale": input_op.scale},
+        "steps": int(steps),
+    }
+    try:
+        b.graph.validate()
+    except NeurocompileError as exc:
+        raise UnsupportedModelError(f"{where}: the imported graph is invalid: {exc}") from exc
+    return b.graph
+
+
+def compile_nir(source, example_input=None, target="loihi2", *, dt: float = DEFAULT_DT,
+                **input_options):
+    """``import_nir`` then the same passes, quantization and checks as ``neurocompile.compile``;
+    returns a ``Compiled`` whose ``save(dir)`` writes the bundle (``source.nir`` = the float
+    graph). ``input_options``: ``steps``, ``input_scale``, ``input_max``."""
+    from ..compiler import ImportedModel, _lower
+
+    graph = import_nir(source, example_input, dt, **input_options)
+    imported = ImportedModel(ARCHITECTURE, dict(graph.meta["config"]), None, graph.copy())
+    return _lower(imported, graph, target)

@@ -1,0 +1,165 @@
+"""lava-dl netx export: the file loads with netx's Network and runs spike-exact in Lava."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from neurocompile import cli, ir
+from neurocompile.backends.netx import netx_predictions, plan, run_netx, write_netx
+from neurocompile.backends.reference import run_int
+from neurocompile.errors import NeurocompileError
+
+snn = pytest.importorskip("snntorch")
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "nir_import.py"
+STEPS = 4
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("nir_import_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    """A trained bias-free snnTorch MLP (strict neurons, zero biases) compiled through NIR."""
+    from neurocompile.frontend.nir_import import compile_nir
+
+    torch.set_num_threads(1)
+    example = _example()
+    path = example.export(example.train(4), tmp_path_factory.mktemp("netx") / "mlp.nir")
+    return compile_nir(path, steps=STEPS)
+
+
+def _conv_graph():
+    from snntorch.export_nir import export_to_nir
+
+    from neurocompile.frontend.nir_import import compile_nir
+
+    torch.manual_seed(0)
+    shape = (4, 6, 6)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, bias=False),
+        snn.Leaky(beta=torch.full(shape, 0.9), threshold=torch.ones(shape), init_hidden=True,
+                  reset_mechanism="zero"),
+        torch.nn.Flatten(), torch.nn.Linear(144, 10, bias=False),
+        snn.Leaky(beta=torch.full((10,), 0.8), threshold=torch.ones(10), init_hidden=True,
+                  reset_mechanism="zero", output=True))
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+        net[3].weight.mul_(3)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
+    return compile_nir(graph, steps=STEPS).graph
+
+
+def _with_biases(graph: ir.Graph, seed: int = 0) -> ir.Graph:
+    """The same integer graph with per-neuron biases that are multiples of 64 (netx's unit)."""
+    graph = graph.copy()
+    rng = np.random.default_rng(seed)
+    for node in graph:
+        if isinstance(node.op, ir.LoihiLIF):
+            channels = graph.shape(node.name)[0]
+            node.op.bias_mant = rng.integers(-8, 9, channels) * 8
+            node.op.bias_exp = np.full(channels, 3)
+            if len(graph.shape(node.name)) == 3:
+                node.op.bias_mant = node.op.bias_mant[:, None, None]
+                node.op.bias_exp = node.op.bias_exp[:, None, None]
+    graph.validate()
+    return graph
+
+
+def _assert_netx_equals_reference(graph, path, images):
+    reference = run_int(graph, images, STEPS)
+    spikes = run_netx(path, graph, images, STEPS)
+    assert set(spikes) == {n.name for n in graph if isinstance(n.op, ir.LoihiLIF)}
+    for name, value in spikes.items():
+        assert np.array_equal(value, reference.outputs[name]), name
+        assert reference.outputs[name].sum() > 0, name
+    assert np.array_equal(netx_predictions(graph, spikes, STEPS), reference.predictions())
+
+
+def test_file_layout(mlp, tmp_path):
+    path = tmp_path / "mlp.net"
+    summary = write_netx(mlp.graph, STEPS, path)
+    assert summary["blocks"] == 2
+    with h5py.File(path, "r") as f:
+        types = [f["layer"][str(i)]["type"][0].decode() for i in range(len(f["layer"]))]
+        assert types == ["input", "flatten", "dense", "dense"]
+        dense = f["layer"]["2"]
+        lif = mlp.graph[plan(mlp.graph)[1][0].neuron].op
+        assert dense["neuron"]["iDecay"][()] == lif.du + 1
+        assert dense["neuron"]["vDecay"][()] == lif.dv
+        assert dense["neuron"]["vThMant"][()] == lif.vth
+        assert "bias" not in dense  # zero biases are omitted
+        assert f["neurocompile"].attrs["steps"] == STEPS
+
+
+def test_loads_with_netx_network(mlp, tmp_path):
+    """Network(net_config=path) with its defaults builds Dense + LIF blocks of our shapes."""
+    from neurocompile.backends.lava.runtime import run_isolated
+
+    path = tmp_path / "mlp.net"
+    write_netx(mlp.graph, STEPS, path)
+
+    def build(p):
+        from lava.lib.dl.netx.hdf5 import Network
+
+        net = Network(net_config=str(p))
+        return [(type(b).__name__, tuple(b.shape), type(b.neuron).__name__,
+                 int(b.neuron.vth.init)) for b in net.layers]
+
+    blocks = run_isolated(build, path, timeout_s=120)
+    lifs = [mlp.graph[b.neuron] for b in plan(mlp.graph)[1]]
+    assert blocks == [("Dense", mlp.graph.shape(n.name), "LIF", n.op.vth) for n in lifs]
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(300)
+def test_mlp_spike_exact_in_lava(mlp, tmp_path, digits):
+    graph = _with_biases(mlp.graph)  # also exercise the bias dataset
+    path = tmp_path / "mlp.net"
+    write_netx(graph, STEPS, path)
+    _assert_netx_equals_reference(graph, path, digits.test_x[:20].reshape(-1, 1, 8, 8))
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(300)
+def test_conv_net_spike_exact_in_lava(tmp_path, digits):
+    graph = _with_biases(_conv_graph(), seed=1)
+    path = tmp_path / "conv.net"
+    summary = write_netx(graph, STEPS, path)
+    assert summary["layers"][0].startswith("conv:")
+    _assert_netx_equals_reference(graph, path, digits.test_x[:12].reshape(-1, 1, 8, 8))
+
+
+def test_refusals(mlp, shipped, tmp_path):
+    graph = mlp.graph.copy()
+    lif = next(n for n in graph if isinstance(n.op, ir.LoihiLIF))
+    lif.op.bias_mant = np.ones_like(lif.op.bias_mant)  # the +1 of a non-strict neuron
+    with pytest.raises(NeurocompileError, match="not a multiple of 64"):
+        write_netx(graph, STEPS, tmp_path / "x.net")
+    with pytest.raises(NeurocompileError, match="IntSSA"):
+        write_netx(shipped.graph, shipped.steps, tmp_path / "sf.net")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_convert(mlp, shipped, tmp_path, capsys):
+    bundle = mlp.save(tmp_path / "bundle")
+    assert cli.main(["convert", str(bundle), "--to", "netx", "-o", str(tmp_path / "m.net")]) == 0
+    assert (tmp_path / "m.net").is_file()
+    sf = shipped.save(tmp_path / "sf")
+    capsys.readouterr()
+    assert cli.main(["convert", str(sf), "--to", "netx", "-o", str(tmp_path / "sf.net")]) == 2
+    err = capsys.readouterr().err
+    assert "IntSSA" in err and len(err.strip().splitlines()) == 1

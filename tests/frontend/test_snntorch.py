@@ -1,0 +1,190 @@
+"""snnTorch import: the float graph equals snnTorch's own forward; trained MLP -> bundle -> Lava."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+snn = pytest.importorskip("snntorch")
+
+import neurocompile  # noqa: E402
+from conftest import assert_lava_bit_exact  # noqa: E402
+from neurocompile import ir  # noqa: E402
+from neurocompile.backends.reference import run_float, run_int  # noqa: E402
+from neurocompile.errors import UnsupportedModelError  # noqa: E402
+from neurocompile.frontend.inputs import integer_levels  # noqa: E402
+from neurocompile.frontend.modules import module_to_graph  # noqa: E402
+from neurocompile.frontend.snntorch import neuron_modules, run_snntorch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+T = 5
+
+
+def leaky(**kw):
+    return snn.Leaky(**{"beta": 0.8, "init_hidden": True, "reset_mechanism": "zero", **kw})
+
+
+def example(digits, n=16, steps=T, flat=False):
+    x = torch.tensor(digits.test_x[:n], dtype=torch.float64) / 16
+    x = x.reshape(n, 64) if flat else x
+    return x.unsqueeze(0).repeat(steps, *([1] * x.dim()))
+
+
+def _init(net, seed):
+    gen = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            m.weight.data = torch.randn(m.weight.shape, generator=gen) * 0.6
+            if m.bias is not None:
+                m.bias.data = torch.rand(m.bias.shape, generator=gen) * 0.2
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return net.double().eval()
+
+
+MODELS = {
+    "mlp": lambda: nn.Sequential(nn.Linear(64, 32), leaky(beta=torch.full((32,), 0.75)),
+                                 nn.Linear(32, 10), leaky(output=True)),
+    "conv": lambda: nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6),
+                      leaky(reset_delay=False)),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(96, 10), leaky(threshold=0.7, output=True)),
+    "synaptic_linear_head": lambda: nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32, bias=False),
+        snn.Synaptic(alpha=0.5, beta=0.9, init_hidden=True, reset_mechanism="zero",
+                     reset_delay=False),
+        nn.Dropout(0.1), nn.Linear(32, 10)),
+    "graded": lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32),
+                                    leaky(graded_spikes_factor=0.5), nn.Linear(32, 10),
+                                    leaky(beta=1.0, output=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_float_graph_equals_snntorch_forward(name, digits):
+    net = _init(MODELS[name](), seed=len(name))
+    x = example(digits, flat=name == "mlp")
+    graph = module_to_graph(net, x)
+    assert graph.meta["architecture"] == "snntorch" and graph.meta["steps"] == T
+    out, spikes = run_snntorch(net, x, neuron_modules(net))
+    trace = run_float(graph, integer_levels(x, graph["input"].op), T)
+    assert any(s.sum() > 0 for s in spikes.values())
+    for path, s in spikes.items():
+        s = s.numpy()
+        s = s / s.max() if s.max() > 0 else s  # graded spikes: the IR records 0/1
+        assert np.array_equal(np.moveaxis(s, 0, 1), trace.outputs[path]), path
+    head = graph[graph.output].op
+    expected = out.double().numpy().mean(0)
+    np.testing.assert_allclose(trace.logits, expected, rtol=1e-12, atol=1e-12)
+    assert isinstance(head, ir.Readout)
+
+
+def test_strict_threshold_and_synaptic_become_canonical_neurons(digits):
+    net = _init(MODELS["synaptic_linear_head"](), 0)
+    graph = module_to_graph(net, example(digits))
+    op = graph["2"].op
+    assert isinstance(op, ir.LeakyNeuron) and op.strict and op.current_leak == 0.5
+    assert op.leak == pytest.approx(0.9) and op.gain == 1.0
+    compiled = neurocompile.compile(net, example(digits))
+    lif = compiled.quantized.graph["2"].op
+    assert lif.du == 2047 and lif.dv == round(4096 * (1 - float(torch.tensor(0.9))))
+    assert np.all(lif.bias == 0)  # strict: no +1, no synapse bias
+    assert compiled.overflow_proven
+
+
+REFUSALS = [
+    (lambda: snn.Leaky(beta=0.9, init_hidden=True),
+     "0: Leaky(reset_mechanism='subtract') is not supported: Loihi's LIF resets the membrane to "
+     "zero; use reset_mechanism='zero'"),
+    (lambda: snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="none"),
+     "0: Leaky(reset_mechanism='none') is not supported: Loihi's LIF resets the membrane to "
+     "zero; use reset_mechanism='zero'"),
+    (lambda: snn.Leaky(beta=0.9, reset_mechanism="zero"),
+     "0: Leaky(init_hidden=False) cannot run in an nn.Sequential; use init_hidden=True"),
+    (lambda: leaky(beta=torch.linspace(0.5, 0.9, 10)),
+     "0: beta differs between neurons; a Loihi population has one beta: use a scalar beta"),
+    (lambda: leaky(inhibition=True), "0: Leaky(inhibition=True) is not supported; use "
+     "inhibition=False"),
+    (lambda: snn.Synaptic(alpha=0.5, beta=0.9, init_hidden=True, reset_mechanism="zero"),
+     "0: Synaptic(reset_delay=True) holds the membrane at zero for the step after a spike, "
+     "which Loihi's LIF does not; use reset_delay=False"),
+    (lambda: snn.Lapicque(beta=0.9, init_hidden=True, reset_mechanism="zero"),
+     "0: snnTorch Lapicque is not supported; use snn.Leaky or snn.Synaptic"),
+]
+
+
+@pytest.mark.parametrize("make, message", REFUSALS)
+def test_unsupported_neuron_options_are_refused_in_one_line(make, message, digits):
+    net = nn.Sequential()
+    net.add_module("lin", nn.Linear(64, 10))
+    net.add_module("0", make())
+    with pytest.raises(UnsupportedModelError) as info:
+        module_to_graph(net, example(digits, flat=True))
+    assert str(info.value) == message and "\n" not in str(info.value)
+
+
+def test_unsupported_structures_are_refused(digits):
+    x = example(digits)
+    with pytest.raises(UnsupportedModelError, match=r"^0: Linear on a \(1, 8, 8\) input is not "
+                       r"supported; add a Flatten before it$"):
+        module_to_graph(nn.Sequential(nn.Linear(8, 4), leaky()), x)
+    with pytest.raises(UnsupportedModelError, match=r"^1: Synaptic with a current decay after a "
+                       r"layer with a bias"):
+        module_to_graph(nn.Sequential(nn.Linear(64, 4), snn.Synaptic(
+            alpha=0.5, beta=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False)),
+            x.reshape(T, 16, 64))
+    with pytest.raises(UnsupportedModelError, match=r"^1: MaxPool2d after a Conv2d without a "
+                       "spiking neuron"):
+        module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), leaky()), x)
+    with pytest.raises(UnsupportedModelError, match=r"^1: AvgPool2d is not supported"):
+        module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), leaky()), x)
+
+
+def _example_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(600)
+def test_trained_mlp_bundle_is_accurate_and_spike_exact_in_lava(digits, tmp_path):
+    """Trained in snnTorch (seconds) -> compile -> bundle: integer accuracy within 0.01 of the
+    float model on all 450 held-out digits; Lava equals the integer reference spike for spike."""
+    from neurocompile import read_bundle
+    from neurocompile.evaluate import digits_for_model, digits_test_samples, run_reference
+
+    torch.set_num_threads(1)
+    example_mod = _example_module("snntorch_mlp")
+    net = example_mod.train(epochs=15)
+    x = torch.tensor(digits.train_x[:8], dtype=torch.float32) / 16
+    compiled = neurocompile.compile(net, x.unsqueeze(0).repeat(example_mod.STEPS, 1, 1, 1, 1))
+    assert compiled.overflow_proven and not compiled.limits
+    bundle = read_bundle(compiled.save(tmp_path / "bundle"))
+    samples = digits_for_model(digits_test_samples(None), bundle.graph, "test")
+    assert len(samples.images) >= 100
+    float_acc = np.mean(bundle.float_predictions(samples.images) == samples.labels)
+    int_acc = np.mean(run_reference(bundle.graph, samples.images, bundle.steps).predictions()
+                      == samples.labels)
+    assert float_acc > 0.85
+    assert abs(int_acc - float_acc) <= 0.01
+    assert_lava_bit_exact(bundle.graph, samples.images[:30], bundle.steps)
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(600)
+def test_conv_and_synaptic_models_are_spike_exact_in_lava(digits):
+    """Conv + BatchNorm + spike pooling + Flatten, and a CUBA (Synaptic) layer: Lava equals the
+    integer reference."""
+    for name in ("conv", "synaptic_linear_head"):
+        net = _init(MODELS[name](), seed=3).float()
+        compiled = neurocompile.compile(net, example(digits).float())
+        images = integer_levels(example(digits, n=6), compiled.graph["input"].op)
+        assert_lava_bit_exact(compiled.quantized.graph, images, T)
+        assert run_int(compiled.quantized.graph, images, T).logits.shape == (6, 10)
