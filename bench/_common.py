@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 MODELS = ("digits", "cifar")
 BENCH_DATE = "2026-11-22"  # the date of the figures recorded in bench/README.md

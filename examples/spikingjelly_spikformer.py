@@ -31,9 +31,14 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from spikingjelly.clock_driven import functional
-from spikingjelly.clock_driven.neuron import MultiStepLIFNode
 from torch import nn
+
+try:
+    from spikingjelly.clock_driven import functional
+    from spikingjelly.clock_driven.neuron import MultiStepLIFNode
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise SystemExit(f"this example needs SpikingJelly ({exc}): "
+                     "pip install spikingjelly==0.0.0.0.14") from None
 
 
 def lif(v_threshold: float = 1.0) -> MultiStepLIFNode:
@@ -42,7 +47,8 @@ def lif(v_threshold: float = 1.0) -> MultiStepLIFNode:
 
 
 class MLP(nn.Module):
-    """``fc1``: Linear -> BN1d -> LIF (hidden), ``fc2``: Linear -> BN1d -> LIF; tokens (T, B, N, C)."""
+    """``fc1``: Linear -> BN1d -> LIF (hidden); ``fc2``: the same back to out_features.
+    Tokens (T, B, N, C)."""
 
     def __init__(self, in_features, hidden_features=None, out_features=None):
         super().__init__()
@@ -298,6 +304,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.samples <= 450:
         p.error(f"--samples must be between 1 and 450 (the digits test split), got {args.samples}")
+    try:
+        args.pools = tuple(sorted({int(s) for s in args.pools.split(",") if s.strip()}))
+    except ValueError:
+        p.error(f"--pools must be comma-separated stage numbers, got {args.pools!r}")
+    if any(not 0 <= stage <= 3 for stage in args.pools):
+        p.error(f"--pools stages must lie in 0..3, got {args.pools}")
     if args.epochs < 0:
         p.error(f"--epochs must be >= 0, got {args.epochs}")
     return args
@@ -312,11 +324,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    pools = tuple(int(p) for p in args.pools.split(",") if p.strip())
     split = digits_split()
     start = time.perf_counter()
     model = Spikformer(embed_dims=args.dim, num_heads=args.heads, depths=args.depth, T=args.T,
-                       pools=pools)
+                       pools=args.pools)
     train(model, split.train_x, split.train_y, args.epochs, lr=args.lr, seed=args.seed)
     train_s = time.perf_counter() - start
     torch_acc = accuracy(predict(model, split.test_x), split.test_y)

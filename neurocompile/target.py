@@ -170,12 +170,12 @@ def _get(data: dict, source: str, *keys: str, kind: type | tuple = object, optio
 def load_target(name_or_path: str) -> Target:
     data, source = _read_toml(name_or_path)
     fields = {}
-    for (section, key), (field, low, high) in _INTS.items():
+    for (section, key), (attribute, low, high) in _INTS.items():
         value = _get(data, source, section, key, kind=int)
         if not low <= value <= high:
             raise NeurocompileError(f"{source}: {section}.{key} = {value} is out of range "
                                     f"({low}..{high})")
-        fields[field] = value
+        fields[attribute] = value
     models = _get(data, source, "energy", "models", kind=dict)
     for name in models:
         for key in _ENERGY_KEYS:

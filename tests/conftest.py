@@ -61,3 +61,34 @@ def assert_lava_bit_exact(graph, images, steps, active: str | None = None):
         assert reference.outputs[active].sum() > 0, f"{active} never spiked"
     assert np.array_equal(lava.logits, reference.logits)
     return reference
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name: str):
+    """The module ``examples/{name}.py`` (examples are scripts, not an installed package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_trained_model_deploys(compiled, out_dir, lava_samples: int, min_float: float = 0.85):
+    """A compiled trained model, through its bundle: integer accuracy within 0.01 of the float
+    model on every held-out digit, and Lava spike-exact on the first ``lava_samples``."""
+    from neurocompile import read_bundle
+    from neurocompile.evaluate import digits_for_model, digits_test_samples, run_reference
+
+    assert compiled.overflow_proven and not compiled.limits
+    bundle = read_bundle(compiled.save(out_dir / "bundle"))
+    samples = digits_for_model(digits_test_samples(None), bundle.graph, "test")
+    float_acc = np.mean(bundle.float_predictions(samples.images) == samples.labels)
+    int_acc = np.mean(run_reference(bundle.graph, samples.images, bundle.steps).predictions()
+                      == samples.labels)
+    assert float_acc > min_float
+    assert abs(int_acc - float_acc) <= 0.01, (float_acc, int_acc)
+    assert_lava_bit_exact(bundle.graph, samples.images[:lava_samples], bundle.steps)
+    return float_acc, int_acc

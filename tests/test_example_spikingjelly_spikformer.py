@@ -1,12 +1,10 @@
-"""``examples/spikingjelly_spikformer.py`` runs end to end with small settings (so it cannot rot)."""
+"""``examples/spikingjelly_spikformer.py`` runs end to end with small settings (cannot rot)."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("spikingjelly")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "spikingjelly_spikformer.py"
 

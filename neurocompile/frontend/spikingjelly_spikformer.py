@@ -31,12 +31,25 @@ with the public code's order in every stage: conv -> BN -> LIF -> max-pool (pool
 OR), tokens ``x.flatten(-2).transpose(-1, -2)`` (row-major positions). The example input is
 time-major ``(T, batch, C, H, W)`` and the same at every step (direct encoding).
 
-Neurons: ``MultiStepLIFNode`` with ``decay_input=True``, ``v_reset=0.0`` (hard reset), any
-``tau >= 1`` and ``v_threshold > 0`` per layer, a spiking surrogate (its forward is SpikingJelly's
-heaviside ``v >= v_threshold``); ``detach_reset`` only changes gradients and ``backend`` ``'torch'``
-or ``'cupy'`` computes the same forward, so both are accepted. Anything else is refused with one
-line naming the module path, the option and what is supported. SpikingJelly's
-``activation_based.neuron.LIFNode`` with ``step_mode='m'`` is accepted too (same equations).
+Neurons: ``MultiStepLIFNode`` with ``decay_input=True``, ``v_reset=0.0`` (hard reset), a
+spiking surrogate (its forward is SpikingJelly's heaviside ``v >= v_threshold``), and per layer
+any ``tau`` and ``v_threshold > 0`` (each becomes its own ``ir.LIF``; tau = 2, the public code's,
+is an exact Loihi decay, another tau is rounded to Loihi's 12-bit decay ``round(4096 / tau)``).
+``detach_reset`` only changes gradients, and ``backend='torch'`` or ``'cupy'`` compute the same
+forward, so both are accepted. SpikingJelly's ``activation_based.neuron.LIFNode`` with
+``step_mode='m'`` is accepted too (the same equations). Refused, each with one line naming the
+module path, the option and what is supported: soft reset (``v_reset=None``), ``v_reset != 0``,
+``decay_input=False``, other neuron classes (subclasses included), single-step neurons, the
+``lava`` backend, token layers written as 1x1 convolutions (the public CIFAR10-DVS / ImageNet
+variants), strided or non-size-preserving SPS convolutions, ceil-mode or dilated pools,
+BatchNorms without running statistics, a ``head`` that is not a Linear, any module or parameter
+outside the tree above (e.g. ``attn_drop``, a ``pos_embed``), and an example input whose T
+differs from ``model.T``.
+
+What is not checked because it lives in ``forward``: the importer assumes the public code's
+data flow for the names above (stage order conv -> BN -> LIF -> pool, ``x + attn(x)``, the head
+on the mean over tokens then time). ``tests/frontend/test_spikingjelly_spikformer.py`` checks
+the float graph against the SpikingJelly model's own forward pass, spike for spike.
 """
 from __future__ import annotations
 
@@ -51,16 +64,15 @@ from .spikformer import _batch_norm, _conv, _linear, _lif, _np
 
 INSTALL = "pip install spikingjelly==0.0.0.0.14"
 
-#: attribute names that identify the structure (checked without importing SpikingJelly)
+#: attribute names that identify the structure (checked without importing SpikingJelly); the
+#: rest is checked by the conversion, which names what is missing or different
 _SPS_PARTS = ("proj_conv", "proj_bn", "proj_lif", "rpe_conv", "rpe_bn", "rpe_lif")
-_SSA_PARTS = tuple(f"{p}_{s}" for p in ("q", "k", "v", "proj") for s in ("linear", "bn", "lif")) \
-    + ("attn_lif",)
-_MLP_PARTS = tuple(f"fc{i}_{s}" for i in (1, 2) for s in ("linear", "bn", "lif"))
 
 
 def matches(module: nn.Module) -> bool:
-    """A public-code Spikformer: SpikingJelly neurons, ``patch_embed`` SPS, ``block`` list of
-    SSA + MLP blocks and a ``head`` (by attribute names only; SpikingJelly is not imported)."""
+    """A public-code Spikformer: SpikingJelly neurons, a ``patch_embed`` SPS, a ``block`` list of
+    blocks with ``attn`` (having an ``attn_lif``) and ``mlp``, and a ``head`` (by attribute names
+    only; SpikingJelly is not imported)."""
     from .modules import uses_framework
 
     sps, blocks = getattr(module, "patch_embed", None), getattr(module, "block", None)
@@ -69,8 +81,7 @@ def matches(module: nn.Module) -> bool:
             and isinstance(blocks, nn.ModuleList) and len(blocks) > 0
             and all(isinstance(getattr(b, "attn", None), nn.Module)
                     and isinstance(getattr(b, "mlp", None), nn.Module)
-                    and all(hasattr(b.attn, a) for a in _SSA_PARTS)
-                    and all(hasattr(b.mlp, a) for a in _MLP_PARTS) for b in blocks)
+                    and hasattr(b.attn, "attn_lif") for b in blocks)
             and hasattr(module, "head"))
 
 
@@ -171,6 +182,12 @@ class _Converter:
         return m
 
     def _linear(self, parent, attr: str, in_features: int) -> nn.Linear:
+        conv = attr.replace("_linear", "_conv")
+        if not hasattr(parent, attr) and isinstance(getattr(parent, conv, None), nn.Module):
+            raise UnsupportedModelError(
+                f"{self.paths[id(getattr(parent, conv))]}: token layers as 1x1 convolutions "
+                "(the public code's CIFAR10-DVS / ImageNet variants, tokens (T, B, C, N)) are "
+                f"not supported; use the CIFAR-10 variant's nn.Linear {attr} on (T, B, N, C)")
         m = self._get(parent, attr, nn.Linear, "Linear (token-wise)")
         if m.in_features != in_features:
             raise UnsupportedModelError(f"{self.paths[id(m)]}: takes {m.in_features} features, "

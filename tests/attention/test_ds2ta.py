@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_lava_bit_exact, random_spikformer
-from neurocompile import fixedpoint, ir
+from neurocompile import ir
 from neurocompile.backends.lava.lower_ds2ta import phase_pattern
 from neurocompile.backends.reference import float_kernels, int_kernels, run_float, run_int
 from neurocompile.compiler import compile_checkpoint

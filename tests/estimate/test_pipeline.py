@@ -149,7 +149,7 @@ def test_cycles_are_the_busiest_core_plus_the_barrier(split):
 
 def test_per_event_energy_terms(split):
     g, trace, counts, target, est = split
-    e, m, k = est.energy, est.mapping, est.energy.constants
+    e, m = est.energy, est.mapping
     assert e.kind == "per_event" and set(e.terms) == set(TERMS)
     assert e.energy_joules == pytest.approx(sum(e.terms.values()))
     neuro_sops = sum(layer.sops - layer.attention_ops for layer in counts.layers)

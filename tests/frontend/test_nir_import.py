@@ -2,32 +2,22 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import warnings
-from pathlib import Path
 
 import nir
 import numpy as np
 import pytest
+import snntorch as snn  # installed by scripts/setup_env.sh
 import torch
 
-from conftest import assert_lava_bit_exact
+from conftest import assert_lava_bit_exact, load_example
 from neurocompile import cli, ir
 from neurocompile.backends.reference import run_float, run_int
 from neurocompile.errors import NeurocompileError, UnsupportedModelError
 from neurocompile.frontend.nir_import import compile_nir, import_nir
 
-snn = pytest.importorskip("snntorch")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nir_import.py"
 STEPS = 4
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("nir_import_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def export_nir(net, shape=(1, 1, 8, 8)) -> nir.NIRGraph:
@@ -50,7 +40,7 @@ def snn_spikes(net, images: np.ndarray, steps: int = STEPS) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def example():
-    return load_example()
+    return load_example("nir_import")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +81,6 @@ def test_float_and_integer_accuracy_on_held_out_digits(trained, digits):
 
 
 def test_same_ir_as_the_snntorch_importer(trained):
-    pytest.importorskip("neurocompile.frontend.snntorch")
     from neurocompile.frontend.modules import module_to_graph
 
     net, path = trained

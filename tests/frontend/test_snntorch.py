@@ -1,18 +1,16 @@
 """snnTorch import: the float graph equals snnTorch's own forward; trained MLP -> bundle -> Lava."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-snn = pytest.importorskip("snntorch")
+import snntorch as snn  # noqa: E402  (installed by scripts/setup_env.sh)
 
 import neurocompile  # noqa: E402
-from conftest import assert_lava_bit_exact  # noqa: E402
+from conftest import (assert_lava_bit_exact, assert_trained_model_deploys,  # noqa: E402
+                      load_example)
 from neurocompile import ir  # noqa: E402
 from neurocompile.backends.reference import run_float, run_int  # noqa: E402
 from neurocompile.errors import UnsupportedModelError  # noqa: E402
@@ -20,7 +18,6 @@ from neurocompile.frontend.inputs import integer_levels  # noqa: E402
 from neurocompile.frontend.modules import module_to_graph  # noqa: E402
 from neurocompile.frontend.snntorch import neuron_modules, run_snntorch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 T = 5
 
 
@@ -145,36 +142,17 @@ def test_unsupported_structures_are_refused(digits):
         module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), leaky()), x)
 
 
-def _example_module(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.lava
 @pytest.mark.timeout(600)
 def test_trained_mlp_bundle_is_accurate_and_spike_exact_in_lava(digits, tmp_path):
     """Trained in snnTorch (seconds) -> compile -> bundle: integer accuracy within 0.01 of the
     float model on all 450 held-out digits; Lava equals the integer reference spike for spike."""
-    from neurocompile import read_bundle
-    from neurocompile.evaluate import digits_for_model, digits_test_samples, run_reference
-
     torch.set_num_threads(1)
-    example_mod = _example_module("snntorch_mlp")
+    example_mod = load_example("snntorch_mlp")
     net = example_mod.train(epochs=15)
     x = torch.tensor(digits.train_x[:8], dtype=torch.float32) / 16
     compiled = neurocompile.compile(net, x.unsqueeze(0).repeat(example_mod.STEPS, 1, 1, 1, 1))
-    assert compiled.overflow_proven and not compiled.limits
-    bundle = read_bundle(compiled.save(tmp_path / "bundle"))
-    samples = digits_for_model(digits_test_samples(None), bundle.graph, "test")
-    assert len(samples.images) >= 100
-    float_acc = np.mean(bundle.float_predictions(samples.images) == samples.labels)
-    int_acc = np.mean(run_reference(bundle.graph, samples.images, bundle.steps).predictions()
-                      == samples.labels)
-    assert float_acc > 0.85
-    assert abs(int_acc - float_acc) <= 0.01
-    assert_lava_bit_exact(bundle.graph, samples.images[:30], bundle.steps)
+    assert_trained_model_deploys(compiled, tmp_path, lava_samples=30)
 
 
 @pytest.mark.lava

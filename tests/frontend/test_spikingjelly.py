@@ -2,7 +2,6 @@
 net -> bundle -> Lava; refusals; SpikingJelly stays optional."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("spikingjelly")
 from spikingjelly.activation_based import layer, neuron  # noqa: E402
 from spikingjelly.clock_driven import layer as cd_layer  # noqa: E402
 from spikingjelly.clock_driven import neuron as cd_neuron  # noqa: E402
 
 import neurocompile  # noqa: E402
-from conftest import assert_lava_bit_exact  # noqa: E402
+from conftest import (assert_lava_bit_exact, assert_trained_model_deploys,  # noqa: E402
+                      load_example)
 from neurocompile import ir  # noqa: E402
 from neurocompile.backends.reference import run_float  # noqa: E402
 from neurocompile.errors import UnsupportedModelError  # noqa: E402
@@ -132,7 +131,7 @@ def test_unsupported_layers_are_refused(digits):
 def test_without_spikingjelly_everything_else_imports(tmp_path):
     """sys.modules['spikingjelly'] = None: neurocompile imports, snnTorch and zoo importers
     still resolve, and compiling a SpikingJelly model says what to install."""
-    code = f"""
+    code = """
 import sys
 sys.modules['spikingjelly'] = None
 import neurocompile, neurocompile.cli, neurocompile.frontend.modules as modules
@@ -160,35 +159,18 @@ except neurocompile.NeurocompileError as exc:
                                      "pip install spikingjelly==0.0.0.0.14")
 
 
-def _example_module(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.lava
 @pytest.mark.timeout(600)
 def test_trained_convnet_bundle_is_accurate_and_spike_exact_in_lava(digits, tmp_path):
     """Trained in SpikingJelly (seconds) -> compile -> bundle: integer accuracy within 0.01 of
     the float model on all 450 held-out digits; Lava equals the integer reference."""
-    from neurocompile import read_bundle
-    from neurocompile.evaluate import digits_for_model, digits_test_samples, run_reference
-
     torch.set_num_threads(1)
-    example_mod = _example_module("spikingjelly_convnet")
+    example_mod = load_example("spikingjelly_convnet")
     net = example_mod.train(epochs=6)
     x = torch.tensor(digits.train_x[:8], dtype=torch.float32) / 16
     compiled = neurocompile.compile(net, x.unsqueeze(0).repeat(example_mod.STEPS, 1, 1, 1, 1))
-    assert compiled.overflow_proven and not compiled.limits
-    bundle = read_bundle(compiled.save(tmp_path / "bundle"))
-    samples = digits_for_model(digits_test_samples(None), bundle.graph, "test")
-    float_acc = np.mean(bundle.float_predictions(samples.images) == samples.labels)
-    int_acc = np.mean(run_reference(bundle.graph, samples.images, bundle.steps).predictions()
-                      == samples.labels)
-    assert float_acc > 0.85
-    assert abs(int_acc - float_acc) <= 0.01
-    assert_lava_bit_exact(bundle.graph, samples.images[:20], bundle.steps)
+    assert_trained_model_deploys(compiled, tmp_path, lava_samples=20)
 
 
 @pytest.mark.lava

@@ -14,13 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("spikingjelly")
-
 from spikingjelly.clock_driven import functional  # noqa: E402
 from spikingjelly.clock_driven.neuron import MultiStepLIFNode  # noqa: E402
 
 import neurocompile  # noqa: E402
-from neurocompile.backends.reference import run_float, run_int  # noqa: E402
+from neurocompile.backends.reference import run_float  # noqa: E402
 from neurocompile.errors import UnsupportedModelError  # noqa: E402
 from neurocompile.evaluate import accuracy, run_reference  # noqa: E402
 from neurocompile.frontend.modules import module_to_graph  # noqa: E402
@@ -235,6 +233,38 @@ def test_unsupported_structure_is_named(edit, match):
     model = active_model()
     edit(model)
     _refused(model, match)
+
+
+def test_conv1d_token_layers_are_refused_by_name():
+    model = active_model()
+    del model.block[0].attn.q_linear
+    model.block[0].attn.q_conv = nn.Conv1d(32, 32, kernel_size=1)
+    _refused(model, r"block\.0\.attn\.q_conv: token layers as 1x1 convolutions .* not "
+                    r"supported; use .* nn\.Linear q_linear")
+
+
+def test_only_the_public_structure_is_claimed():
+    from neurocompile.frontend.spikingjelly_spikformer import matches
+
+    assert matches(active_model())
+    assert not matches(nn.Sequential(nn.Linear(4, 4), MultiStepLIFNode(tau=2.0)))
+    assert not matches(_example().SSA(32, 4))  # a part alone is not a Spikformer
+
+
+def test_a_different_tau_per_layer_is_kept(test_images):
+    model = active_model(5).double()
+    model.block[0].mlp.fc1_lif = MultiStepLIFNode(tau=3.0, detach_reset=True)
+    model.patch_embed.proj_lif1 = MultiStepLIFNode(tau=1.5, detach_reset=True)
+    images = test_images[:16]
+    x = _inputs(images).double()
+    graph = module_to_graph(model, x)
+    assert graph["block.0.mlp.fc1_lif"].op.tau == 3.0
+    assert graph["patch_embed.proj_lif1"].op.tau == 1.5
+    logits, spikes = _forward_with_spikes(model, x)
+    trace = run_float(graph, images, T)
+    np.testing.assert_allclose(trace.logits, logits, rtol=0, atol=1e-9)
+    for name, s in spikes.items():
+        assert np.array_equal(trace.outputs[name].reshape(s.shape), s), name
 
 
 def test_steps_must_match_the_models_T():

@@ -55,8 +55,6 @@ Running the file (``run_netx``, checked spike for spike against ``reference.run_
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +62,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import NeurocompileError
+from ..files import atomic_file
 
 BIAS_EXP = 6  #: netx's fixed bias exponent (``get_neuron_params``)
 BIAS_MANT_LIMIT = (1 << 12) - 1  #: Lava's LIF bias_mant: 13-bit signed
@@ -253,21 +252,8 @@ def write_netx(graph: ir.Graph, steps: int, path: str | Path) -> dict:
     if int(steps) < 1:
         raise NeurocompileError(f"the netx export needs at least one time step, got {steps}")
     plan(graph)  # refuse before touching the file system
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as handle:
-                summary = _write(graph, int(steps), handle)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write the netx file ({exc.strerror or exc})") \
-            from exc
+    with atomic_file(path, "netx file") as tmp, h5py.File(tmp, "w") as handle:
+        summary = _write(graph, int(steps), handle)
     return summary
 
 

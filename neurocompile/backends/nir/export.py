@@ -29,14 +29,13 @@ that truncation flips a threshold crossing (exactly, for layers without leak, dv
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ... import fixedpoint, ir
 from ...errors import NeurocompileError
+from ..files import atomic_file
 
 DT = 1e-4  #: the step snnTorch's and Norse's NIR importers assume
 STANDARD_OPS = (ir.Input, ir.Flatten, ir.IntLinear, ir.IntConv2d, ir.LoihiLIF, ir.Readout)
@@ -144,17 +143,6 @@ def write_standard_nir(graph: ir.Graph, path: str | Path) -> dict:
     import nir
 
     nir_graph = to_standard_nir(graph)
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            nir.write(tmp, nir_graph)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except (OSError, TypeError, ValueError) as exc:
-        raise NeurocompileError(f"{path}: cannot write the NIR file ({exc})") from exc
+    with atomic_file(path, "NIR file", (OSError, TypeError, ValueError)) as tmp:
+        nir.write(tmp, nir_graph)
     return {"nodes": {name: type(n).__name__ for name, n in nir_graph.nodes.items()}, "dt": DT}

@@ -27,8 +27,6 @@ Images outside ``0..Input.max_value`` are outside the proven range (the float pr
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,6 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ... import fixedpoint, ir
 from ...errors import NeurocompileError
+from ..files import atomic_file
 
 OPSET = 17
 IR_VERSION = 8  # onnxruntime 1.18+ reads it; onnx >= 1.16 would write a newer one by default
@@ -374,18 +373,6 @@ def to_onnx(graph: ir.Graph, steps: int, *, batch: int | None = None) -> onnx.Mo
 def write_onnx(graph: ir.Graph, steps: int, path: str | Path) -> onnx.ModelProto:
     """Export ``graph`` with ``to_onnx`` and write it to ``path`` atomically; returns the model."""
     model = to_onnx(graph, steps)
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            onnx.save_model(model, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write the ONNX model "
-                                f"({exc.strerror or exc})") from exc
+    with atomic_file(path, "ONNX model") as tmp:
+        onnx.save_model(model, tmp)
     return model

@@ -17,7 +17,7 @@ from neurocompile.backends.netx import netx_predictions, plan, run_netx, write_n
 from neurocompile.backends.reference import run_int
 from neurocompile.errors import NeurocompileError
 
-snn = pytest.importorskip("snntorch")
+import snntorch as snn  # noqa: E402  (installed by scripts/setup_env.sh)
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "nir_import.py"
 STEPS = 4
 
