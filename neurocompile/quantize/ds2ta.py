@@ -17,15 +17,12 @@ attention does: ``a_in = P << shift``, no bias, the float scale folded into the 
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .. import fixedpoint, ir
+from .. import ir
 from ..errors import QuantizationError
 from ..target import Target
-from .loihi2 import (LayerQuantization, _decays, _exact_horizon_notes, _largest_shift,
-                     _weight_mantissas, biased_lif)
+from .loihi2 import LayerQuantization, biased_lif, scaled_product_neuron, shared_scale
 from .ranges import ValueRange
 
 
@@ -64,24 +61,10 @@ def temporal_synapse(graph, syn_node, neuron_node, ranges, target: Target):
     neuron: ir.LeakyNeuron = neuron_node.op
     rng: ValueRange = ranges[src]
     name = neuron_node.name
-    shift = 1 << target.activation_shift
     real = neuron.gain * rng.scale * op.weight
-    peak = float(np.abs(real).max()) or 1.0
-    alpha = (target.max_weight_mantissa + 0.5) * 2 * shift / peak
-    alpha = min(alpha, shift * target.max_threshold / neuron.threshold)
-    for _ in range(64):
-        vth = int(math.floor(alpha * neuron.threshold / shift))
-        if vth < 1:
-            raise QuantizationError(f"{name}: weights are too large for the threshold "
-                                    f"{neuron.threshold} (vth rounds to 0)")
-        alpha = vth * shift / neuron.threshold
-        weights = 2 * _weight_mantissas(real, alpha, target)
-        bound = temporal_bound(weights, rng.max_value, op.window, op.tau)
-        if bound <= target.max_activation:
-            break
-        alpha *= target.max_activation / bound * 0.999
-    else:  # pragma: no cover
-        raise QuantizationError(f"{name}: no scale fits the activation bits")
+    alpha, vth, (weights,), (bound,) = shared_scale(
+        name, [real], [rng.max_value], [[0]], neuron.threshold, target,
+        current_bound=lambda w, m: temporal_bound(w, m, op.window, op.tau))
     lif = biased_lif(neuron, vth, alpha, op.bias, False, target)
     notes = [f"TASA: {op.window} taps, weight exponents "
              f"{[-op.tau * m for m in range(op.window)]}"]
@@ -96,20 +79,8 @@ def nsad_attention(graph, syn_node, neuron_node, ranges, target: Target):
         if ranges.get(src) != ValueRange(1, 1.0):
             raise QuantizationError(f"{syn_node.name}: attention inputs must be spikes")
     op: ir.NSADAttention = syn_node.op
-    neuron: ir.LeakyNeuron = neuron_node.op
-    name = neuron_node.name
     tokens, _ = graph.shape(syn_node.name)
-    unit = 1 << target.activation_shift
-    product = max(op.product_bound(tokens), 1)
-    shift = _largest_shift(name, lambda s: (
-        product << s <= target.max_activation
-        and fixedpoint.attention_threshold(neuron.threshold, neuron.gain, op.scale, s)
-        <= target.max_threshold))
-    du, dv = _decays(neuron, target)
-    vth = fixedpoint.attention_threshold(neuron.threshold, neuron.gain, op.scale, shift)
-    zero = np.zeros(1, np.int64)
-    lif = ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=zero, bias_exp=zero)
-    info = LayerQuantization(name, "", unit * 2 ** shift / (neuron.gain * op.scale), vth, dv, 0,
-                             1, product << shift,
-                             _exact_horizon_notes(shift, 0, graph.meta.get("steps")))
+    shift, lif, info = scaled_product_neuron(neuron_node.name, neuron_node.op, op.scale,
+                                             max(op.product_bound(tokens), 1), target,
+                                             graph.meta.get("steps"))
     return ir.IntNSADAttention(op.heads, op.scale, op.table, shift), lif, info

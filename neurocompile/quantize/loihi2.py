@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -133,7 +134,8 @@ def state_factor(neuron: ir.LeakyNeuron, steps, target: Target) -> float:
 
 def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
                  readers: list[list[int]], threshold: float, target: Target,
-                 state: float = 0.0, bias_real: float = 0.0):
+                 state: float = 0.0, bias_real: float = 0.0,
+                 current_bound: Callable[[np.ndarray, int], int] | None = None):
     """One scale alpha for synapses whose currents add up in neurons (a single synapse too).
 
     ``reals[i]`` is synapse i's real weight ``gain * s_x * W`` on integer inputs in
@@ -144,8 +146,11 @@ def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
     ``state`` > 0 (``state_factor``) it is also lowered until ``(64 * current + alpha * bias_real
     + 2) * state`` fits the signed state bits (a leaky voltage that sums several steps of input;
     ``bias_real`` bounds ``gain * |b|``).
+    ``current_bound(weights, input_max)`` is a synapse's worst-case |a_in| (default: one
+    accumulation, ``_current_bound``; DS2TA's TASA sums shifted taps).
     Returns ``(alpha, vth, integer weights per synapse, worst-case current per reader)``.
     """
+    current_bound = current_bound or _current_bound
     shift = 1 << target.activation_shift
     peak = max(float(np.abs(real).max()) for real in reals) or 1.0
     # alpha from weight precision (the peak weight takes the largest mantissa exactly, so weights
@@ -160,7 +165,7 @@ def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
                                     f"{threshold} (vth rounds to 0)")
         alpha = vth * shift / threshold
         weights = [2 * _weight_mantissas(real, alpha, target) for real in reals]
-        bounds = [sum(_current_bound(weights[i], input_maxes[i]) for i in reader)
+        bounds = [sum(current_bound(weights[i], input_maxes[i]) for i in reader)
                   for reader in readers]
         ratio = target.max_activation / max(bounds)
         if state:
@@ -376,22 +381,31 @@ def _quantize_ssa_bin(name: str, op: ir.SSABin, neuron: ir.LeakyNeuron, shape, t
     return ir.IntSSABin(op.heads, np.floor(op.delta), shift), lif, info
 
 
+def scaled_product_neuron(name: str, neuron: ir.LeakyNeuron, scale: float, product: int,
+                          target: Target, steps) -> tuple[int, ir.LoihiLIF, LayerQuantization]:
+    """The attention neuron fed ``a_in = P << shift`` for an exact integer product P (at most
+    ``product``) whose real value is ``scale * P``: the scale folds into the threshold, no bias.
+    Returns ``(shift, LoihiLIF, info)`` (XNOR's ``M V``, NSAD's ``table[Q K^T] V``)."""
+    unit = 1 << target.activation_shift
+    shift = _largest_shift(name, lambda s: (
+        product << s <= target.max_activation
+        and fixedpoint.attention_threshold(neuron.threshold, neuron.gain, scale, s)
+        <= target.max_threshold))
+    du, dv = _decays(neuron, target)
+    vth = fixedpoint.attention_threshold(neuron.threshold, neuron.gain, scale, shift)
+    zero = np.zeros(1, np.int64)
+    lif = ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=zero, bias_exp=zero)
+    info = LayerQuantization(name, "", unit * 2 ** shift / (neuron.gain * scale), vth, dv, 0,
+                             1, product << shift, _exact_horizon_notes(shift, 0, steps))
+    return shift, lif, info
+
+
 def _quantize_xnor(name: str, op: ir.XNORAttention, neuron: ir.LeakyNeuron, shape,
                    target: Target, steps):
     """``a_in = (M V) << shift``; the learned scale folds into the threshold."""
     _, channels = shape
-    unit = 1 << target.activation_shift
-    product = op.product_bound(channels)
-    shift = _largest_shift(name, lambda s: (
-        product << s <= target.max_activation
-        and fixedpoint.attention_threshold(neuron.threshold, neuron.gain, op.scale, s)
-        <= target.max_threshold))
-    du, dv = _decays(neuron, target)
-    vth = fixedpoint.attention_threshold(neuron.threshold, neuron.gain, op.scale, shift)
-    lif = ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=np.zeros(1, np.int64),
-                      bias_exp=np.zeros(1, np.int64))
-    info = LayerQuantization(name, "", unit * 2 ** shift / (neuron.gain * op.scale), vth, dv, 0,
-                             1, product << shift, _exact_horizon_notes(shift, 0, steps))
+    shift, lif, info = scaled_product_neuron(name, neuron, op.scale, op.product_bound(channels),
+                                             target, steps)
     int_op = ir.IntXNORAttention(op.heads, op.scale, op.offset, op.position_bits,
                                  op.position_bias, shift)
     return int_op, lif, info
