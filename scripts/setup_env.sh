@@ -19,10 +19,11 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP_CMD="$VENV/bin/python -m pip --disable-pip-version-check"
 # pip's expected complaints are filtered: lava-dl pins versions that slayer/netx do not need
-# (torch<2.4, pytest<8, pillow<11, torchvision), and some machines carry a pip configuration
+# (torch<2.4, pytest<8, pillow<11, torchvision), SpikingJelly lists torchvision/tqdm it does not
+# import for neurons and layers, and some machines carry a pip configuration
 # pointing at local wheel folders that may not exist.
 PIP() {
-  $PIP_CMD "$@" 2>&1 | { grep -v -E "^WARNING: Location|^lava-dl 0\.6\.0 requires|dependency resolver does not currently take into account|^ERROR: pip's dependency resolver" || true; }
+  $PIP_CMD "$@" 2>&1 | { grep -v -E "^WARNING: Location|^lava-dl 0\.6\.0 requires|^spikingjelly 0\.0\.0\.0\.14 requires|dependency resolver does not currently take into account|^ERROR: pip's dependency resolver" || true; }
   return "${PIPESTATUS[0]}"
 }
 PIP install -q 'pip>=23' wheel
