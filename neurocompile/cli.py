@@ -354,7 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="compile a checkpoint into a deployable bundle",
                        description="Trace, optimise and quantize MODEL for a target and write a "
-                                   "bundle directory (model.nir, source.pt, manifest.json).")
+                                   "bundle directory (model.nir, source.pt — or source.nir, "
+                                   "the float graph of a .nir input —, manifest.json). Python "
+                                   "modules (snnTorch, SpikingJelly) compile with "
+                                   "neurocompile.compile(module, example_input).")
     p.add_argument("model", help="checkpoint file (.pt), the name of a shipped checkpoint "
                                  "(see `neurocompile zoo`), or a .nir file written by another "
                                  "tool (e.g. snnTorch's export_to_nir; needs --steps)")
