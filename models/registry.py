@@ -45,6 +45,10 @@ ZOO: dict[str, str] = {
     # python -m neurocompile.zoo.train --arch spikformer --attention ds2ta --epochs 40
     #     --threads 1 --seed 0 --out models/checkpoints/ds2ta_digits.pt
     "ds2ta_digits": "checkpoints/ds2ta_digits.pt",
+    # python -m neurocompile.zoo.train --arch spikformer --attention qkformer --depth 2
+    #     --epochs 40 --threads 1 --seed 0 --out models/checkpoints/qkformer_digits.pt
+    #     (hierarchical: block 0 Q-K token attention, block 1 SSA)
+    "qkformer_digits": "checkpoints/qkformer_digits.pt",
 }
 
 

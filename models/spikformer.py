@@ -31,6 +31,16 @@ class SpikformerConfig:
 
     ``sps_stages`` conv stages double the channels up to ``dim``; the last ``sps_pools`` of them
     halve the image with a max-pool, giving ``N = (img_size / 2**sps_pools)**2`` tokens.
+
+    ``attention`` names the attention of every block (a key of ``ATTENTIONS``: "ssa",
+    "qk_token", ...) or a hierarchical layout (a key of ``LAYOUTS``) that picks it per block:
+
+    * ``"qkformer"`` (QKFormer, Zhou et al., NeurIPS 2024): every block but the last uses Q-K
+      token attention (``"qk_token"``), the last block uses Spikformer's SSA (``"ssa"``); needs
+      ``depth >= 2``. The paper's early stages are Q-K attention and its last stage is SSA;
+      here the stages are simply blocks: one SPS tokenizer up front, no patch merging between
+      stages, so every block keeps ``dim`` channels and ``N`` tokens (spike residuals and MLP as
+      in any Spikformer block).
     """
 
     img_size: int = 8
@@ -84,9 +94,14 @@ class SpikformerConfig:
             raise ValueError(f"tau must be >= 1 (decay 1/tau in (0, 1]), got {self.tau}")
 
     def _check_attention(self) -> None:
-        if self.attention not in ATTENTIONS:
+        if self.attention not in ATTENTIONS and self.attention not in LAYOUTS:
             raise ValueError(f"attention {self.attention!r} is not one of "
-                             f"{', '.join(sorted(ATTENTIONS))}")
+                             f"{', '.join(sorted({**ATTENTIONS, **LAYOUTS}))}")
+        if self.attention in LAYOUTS and self.depth < 2:
+            early, last = LAYOUTS[self.attention]
+            raise ValueError(f"attention {self.attention!r} needs depth >= 2 ({early!r} blocks, "
+                             f"then one {last!r} block), got depth {self.depth}; raise depth "
+                             f"or use attention={last!r}")
 
     def _check_position_encoding(self) -> None:
         if self.pe not in ("none", "gray", "log"):
@@ -259,6 +274,19 @@ class MLP(nn.Module):
 #: The attention mechanisms a Spikformer block can use (``SpikformerConfig.attention``).
 ATTENTIONS: dict[str, Callable[[SpikformerConfig], nn.Module]] = {"ssa": SSA}
 
+#: Hierarchical layouts (``SpikformerConfig.attention``): ``name -> (attention of every block but
+#: the last, attention of the last block)``, both keys of ``ATTENTIONS``.
+LAYOUTS: dict[str, tuple[str, str]] = {"qkformer": ("qk_token", "ssa")}
+
+
+def block_config(cfg: SpikformerConfig, index: int) -> SpikformerConfig:
+    """The config block ``index`` is built from: ``cfg`` itself, or for a ``LAYOUTS`` entry a
+    copy whose ``attention`` is that block's mechanism."""
+    if cfg.attention not in LAYOUTS:
+        return cfg
+    early, last = LAYOUTS[cfg.attention]
+    return dataclasses.replace(cfg, attention=last if index == cfg.depth - 1 else early)
+
 
 class Block(nn.Module):
     """Encoder block: ``x = x + Attention(x); x = x + MLP(x)`` (attention from the config)."""
@@ -282,6 +310,9 @@ ENCODERS: dict[str, tuple[Callable, Callable, Callable | None]] = {}
 class Spikformer(nn.Module):
     """SPS tokenizer, ``depth`` encoder blocks, linear head on tokens averaged over N and T.
 
+    Block ``i`` is built from ``block_config(config, i)`` (its own attention under a ``LAYOUTS``
+    entry such as "qkformer").
+
     ``logits = head(mean_t mean_n blocks(SPS(repeat_T(images * input_scale))))``; the tokenizer,
     the blocks and an optional ``head_lif`` come from ``ENCODERS`` for some attention kinds.
     """
@@ -291,7 +322,8 @@ class Spikformer(nn.Module):
         self.config = config if config is not None else SpikformerConfig()
         tokenizer, block, head_neuron = ENCODERS.get(self.config.attention, (SPS, Block, None))
         self.sps = tokenizer(self.config)
-        self.blocks = nn.ModuleList(block(self.config) for _ in range(self.config.depth))
+        self.blocks = nn.ModuleList(block(block_config(self.config, i))
+                                    for i in range(self.config.depth))
         self.head_lif = head_neuron(self.config) if head_neuron else None
         self.head = nn.Linear(self.config.dim, self.config.num_classes)
 

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from neurocompile.datasets import digits_split
 
 from .registry import ARCHITECTURES, build_model, make_checkpoint
-from .spikformer import ATTENTIONS
+from .spikformer import ATTENTIONS, LAYOUTS
 
 CONFIG_FLAGS = ("dim", "depth", "heads", "T")
 
@@ -50,8 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("model config (defaults: the architecture's config defaults)")
     for flag in CONFIG_FLAGS:
         g.add_argument(f"--{flag}", type=int, default=None, help=f"override config.{flag}")
-    g.add_argument("--attention", default=None, choices=sorted(ATTENTIONS),
-                   help="override config.attention (the attention mechanism)")
+    g.add_argument("--attention", default=None, choices=sorted({**ATTENTIONS, **LAYOUTS}),
+                   help="override config.attention (the attention mechanism, or a hierarchical "
+                        "layout: qkformer = qk_token blocks, then one ssa block)")
     g.add_argument("--pe", default=None, choices=("none", "gray", "log"),
                    help="override config.pe (relative positions of xnor attention)")
     g.add_argument("--pe-2d", action="store_true",

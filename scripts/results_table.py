@@ -45,7 +45,8 @@ DEFAULT_SAMPLES = 100
 
 #: attention config value -> name in the table
 MECHANISMS = {"ssa": "SSA", "ssa_bin": "SSA_Bin", "xnor": "XNOR", "sdsa": "SDSA",
-              "qk_token": "Q-K token", "qk_channel": "Q-K channel", "ds2ta": "DS2TA"}
+              "qk_token": "Q-K token", "qk_channel": "Q-K channel", "ds2ta": "DS2TA",
+              "qkformer": "QKFormer"}
 PE_NAMES = {"gray": "Gray-PE", "log": "Log-PE"}
 
 #: what the sparsity column measures, per mechanism family (written under the table)
@@ -58,6 +59,8 @@ SPARSITY_DEFINITIONS = [
              "included) + Log-PE − offset_h, same entries"),
     ("DS2TA", "fraction of zero entries of the denoised map A_h = table_h[Q_h K_h^T] (NSAD's "
               "integer table applied to the coincidence counts), same entries"),
+    ("QKFormer", "Q-K token blocks, then one SSA block: the SSA block's map as for SSA (the Q-K "
+                 "blocks' token masks are not included)"),
     ("SDSA, Q-K token, Q-K channel", "these have no token-by-token map: fraction of silent "
                                      "neuron-steps (1 − firing rate) of the attention-mask "
                                      "population, the LIF after the spike sum whose spikes gate "
