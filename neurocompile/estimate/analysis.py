@@ -37,7 +37,7 @@ def analyse(graph: ir.Graph, run, target, model: str | None = None, *,
     """``run`` is a recorded trace (``run_int(..., record=None)``) or its ``ActivityCounts``."""
     counts = run if isinstance(run, ActivityCounts) else \
         count_activity(graph, run, count_zero_weights=count_zero_weights)
-    mapping = map_graph(graph, target)
+    mapping = map_graph(graph, target, steps=counts.steps)
     traffic = estimate_traffic(graph, mapping, counts)
     cycles = estimate_cycles(mapping, counts, traffic, target)
     energy = estimate_energy(counts, target, model, mapping=mapping, traffic=traffic,

@@ -128,7 +128,9 @@ class ActivityCounts:
     count_zero_weights: bool = True
     #: per node that can send messages (input, neurons, sums, synapses, attention products): how
     #: often each element sent a non-zero message, summed over the batch and the time steps
-    #: (node shape), and per step (T,). The mapping's traffic estimate reads them.
+    #: (node shape), and per step (T,). The mapping's traffic estimate reads them. Senders with
+    #: no graph node are keyed by their name: derived populations (their spikes) and DS2TA's
+    #: phase sources (``<node>.tap<m>.phase``: one element, a spike at every step t >= m).
     event_maps: dict = field(default_factory=dict, repr=False, compare=False)
     event_steps: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -417,6 +419,15 @@ class _Counter:
         self.graph, self.values = graph, _Values(graph, trace)
         self.count_zero_weights = count_zero_weights
         self.max_values = _max_values(graph)
+        #: message maps of senders the graph has no node for (derived populations, DS2TA's phase
+        #: sources): name -> (per-element map, per-step counts), merged into ``events``
+        self.extra_events: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def record_events(self, name: str, sent: np.ndarray) -> None:
+        """Record where a sender with no graph node sent a message: ``sent`` (B, T, *shape)."""
+        sent = np.asarray(sent) != 0
+        self.extra_events[name] = (np.count_nonzero(sent, axis=(0, 1)).astype(np.int64),
+                                   _step_nonzero(sent))
 
     def payload_bits(self, src: str) -> int:
         if src in self.max_values:
@@ -569,6 +580,7 @@ class _Counter:
         neuron received an event or spiked. No FLOPs of its own (not in the papers' form).
         """
         fired = np.asarray(fired) != 0
+        self.record_events(name, fired)   # its spikes are its messages (traffic, mapping)
         neurons = int(np.prod(fired.shape[2:]))
         sops_steps = self.zeros() if received is None else _step_nonzero(received)
         active = fired if received is None else fired | (np.asarray(received) != 0)
@@ -594,6 +606,9 @@ class _Counter:
                 x = self.values(node.name) != 0
                 maps[node.name] = np.count_nonzero(x, axis=(0, 1)).astype(np.int64)
                 steps[node.name] = _step_nonzero(x)
+        for name, (events, per_step) in self.extra_events.items():
+            if name not in maps:             # a graph node's own recording wins
+                maps[name], steps[name] = events, per_step
         return maps, steps
 
     def count(self) -> ActivityCounts:

@@ -16,7 +16,10 @@ A population's work per step (counted for the whole population, per sample) is s
 its cores (a split divides neurons evenly; synaptic events are assumed to divide evenly too).
 Relays (residual and current sums) do one unit-synapse SOP per incoming message and update every
 neuron; accumulators (synapses with no neuron of their own) update every neuron and send the
-non-zero sums.
+non-zero sums. A DS2TA gate population does its counted work plus its phase: every phase spike
+(one per step t >= m) is a unit-synapse SOP in every gate neuron, and makes that update active
+(the counts keep these events out of the SOPs, in ``tap<m>_phase_events``). A spike generator
+(a phase source, on the x86 cores) costs ``messages x t_x86_message`` on one x86 core.
 
 Samples are pipelined back to back (as in the Lava lowering): throughput = 1 / (T x step),
 and one sample's latency = (T + pipeline depth) x step, where the depth counts the synaptic
@@ -31,7 +34,7 @@ import numpy as np
 
 from ..errors import NeurocompileError
 from .counts import ActivityCounts
-from .mapping import HOST, Mapping, Population
+from .mapping import GENERATOR, HOST, Mapping, Population
 from .traffic import Traffic
 
 
@@ -108,6 +111,8 @@ def population_work(pop: Population, counts: ActivityCounts, traffic: Traffic,
     for f in pop.feeders:
         node = _output_node(mapping, f.source, counts)
         incoming = incoming + counts.event_steps[node] / b
+    if pop.unit == GENERATOR:  # a spike generator on the x86 cores: it only sends
+        return PopulationWork(zero, zero, zero, zero, out, incoming, zero, zero)
     if pop.unit == "x86":
         layer = next((lc for lc in counts.layers if pop.output in lc.synapses), None)
         if layer is None:
@@ -124,11 +129,17 @@ def population_work(pop: Population, counts: ActivityCounts, traffic: Traffic,
                               zero)
     ps = {k: np.asarray(v, dtype=float) for k, v in layer.per_step.items()}
     sops = ps["sops"] - ps["attention_ops"]
-    if layer.neuron is None:  # an accumulator: graded neurons that send the synapses' sums
-        sends = counts.event_steps[pop.output] / b
+    if layer.neuron is None and not layer.neurons:  # an accumulator: graded neurons that send
+        sends = counts.event_steps[pop.output] / b  # the synapses' sums
         return PopulationWork(sops, sends, pop.neurons - sends, sends, out, incoming, zero, zero)
-    return PopulationWork(sops, ps["active_updates"], ps["neuron_updates"] - ps["active_updates"],
-                          ps["spikes"], out, incoming, zero, zero)
+    active = ps["active_updates"]
+    for f in pop.feeders:
+        if f.kind == "phase":  # each phase spike reaches every neuron: a SOP each, all active
+            phase = counts.event_steps[_output_node(mapping, f.source, counts)] / b
+            sops = sops + phase * pop.neurons
+            active = active + (pop.neurons - active) * np.minimum(phase, 1.0)
+    return PopulationWork(sops, active, ps["neuron_updates"] - active, ps["spikes"], out,
+                          incoming, zero, zero)
 
 
 def _output_node(mapping: Mapping, name: str, counts: ActivityCounts) -> str:
@@ -151,7 +162,8 @@ def barrier_seconds(mapping: Mapping, timing) -> float:
 def pipeline_depth(mapping: Mapping) -> int:
     depth: dict[str, int] = {HOST: 0}
     for pop in mapping.populations:
-        depth[pop.name] = 1 + max((depth.get(f.source, 0) for f in pop.feeders), default=0)
+        depth[pop.name] = pop.pipeline_steps + max((depth.get(f.source, 0) for f in pop.feeders),
+                                                   default=0)
     return max(depth.values())
 
 
@@ -167,7 +179,9 @@ def estimate_cycles(mapping: Mapping, counts: ActivityCounts, traffic: Traffic,
     for pop in mapping.populations:
         w = population_work(pop, counts, traffic, mapping)
         work[pop.name] = w
-        if pop.unit == "x86":
+        if pop.unit == GENERATOR:  # one x86 core sends the generator's spikes
+            seconds = w.messages_out * timing.x86_seconds_per_message
+        elif pop.unit == "x86":
             units = max(pop.x86_share, 1e-9)
             seconds = ((w.attention_ops + w.lut_reads) * timing.x86_seconds_per_attention_op
                        + (w.messages_in + w.messages_out) * timing.x86_seconds_per_message) / units

@@ -33,7 +33,8 @@ them):
 
 Per-layer figures hold the terms a layer causes (its messages are charged to it as the sender);
 relays (residual sums), the host's input injection and the two global terms (barrier, static) are
-listed in ``other``.
+listed in ``other``. DS2TA's gates are layers of their own (with their phase SOPs, see
+``cycles``); a phase source's messages are charged to the gate it drives.
 """
 from __future__ import annotations
 
@@ -190,6 +191,11 @@ def _per_event(counts: ActivityCounts, name: str, spec: dict, mapping, traffic,
             "lut_reads": float(work.lut_reads.sum()) * k["joules_per_lut_read"]}
         if pop.unit == "x86":   # the attention layer is counted with the neurons it feeds
             owner = next((lc.name for lc in counts.layers if pop.output in lc.synapses), None)
+        elif pop.unit == "generator":   # a phase source: counted with the gate it drives
+            consumer = next((p for p in mapping.populations
+                             if any(f.source == pop.name for f in p.feeders)), None)
+            layer = layer_of(counts, consumer) if consumer is not None else None
+            owner = layer.name if layer is not None else None
         else:
             layer = layer_of(counts, pop)
             owner = layer.name if layer is not None else None

@@ -21,7 +21,21 @@ Populations (what occupies cores)
       graded products come out as messages into the next neurons (one unit synapse each), and its
       ops enter the cycle estimate as x86 time. The x86 cores of a chip (``[mesh] x86_cores``) are
       shared by the attention layers whose neurons sit on that chip;
-    * the input image is injected by the host and the readout runs on the host (no cores).
+    * the input image is injected by the host and the readout runs on the host (no cores);
+    * an op's realisation may add populations the graph has no node for (``_POPULATION_RULES``:
+      op type -> rule(builder, node) -> [Population], placed before the op's layer). DS2TA's
+      TASA (``IntTemporalLinear``, rule in ``op_rules``) adds, per delayed tap m = 1..taps-1
+      (taps = min(window, T)): a GATE population ``<node>.tap<m>.gate`` (one coincidence neuron
+      per input element, as the activity counts have it) fed by a unit synapse with a synaptic
+      delay of m steps from the input (the delay buffer: Loihi 2's synaptic delay, at most
+      ``2**[synapse] delay_bits`` steps, its delay field stored with every synapse entry) and by
+      a PHASE source ``<node>.tap<m>.phase`` (one spike per step t >= m of every sample, reaching
+      every gate neuron through one axon). Phase sources are spike generators on the chip's
+      embedded x86 cores (``unit="generator"``): like the host's input injection they take no
+      neurocore and no neuron update, and their messages are traffic. Every tap is a synapse set
+      of its own into the layer's neurons (tap 0 from the input, tap m from its gate): each
+      stores its own copy of the mantissas (its weight exponent differs, and the stored format
+      carries it), so memory and fan-in are charged per tap;
 
 Cost model of one core holding ``m`` channels x ``q`` positions of a population (C channels,
 S positions: S = H*W of an image in row-major order, or N tokens; cores never hold two layers)
@@ -34,8 +48,9 @@ S positions: S = H*W of an image in row-major order, or N tokens; cores never ho
       weights exceed one core is split over channel groups, each core holding its rows;
     * fan-in: one input axon per distinct input element the core's neurons read: conv
       ``C_in (of the groups touched) x input pixels of the chunk's receptive field``, linear
-      ``q * C_in``, pool ``m x receptive field``, unit synapses ``m * q`` (``Feeder`` holds the
-      rule of every connectivity kind); ``<= fan_in_axons``;
+      ``q * C_in``, pool ``m x receptive field``, unit synapses ``m * q``, a phase source 1
+      (``Feeder`` holds the rule of every connectivity kind); ``<= fan_in_axons``. A delayed
+      synapse's entries also store its delay (``[synapse] delay_bits`` more bits each);
     * fan-out: every neuron needs one output route per destination core it reaches (counted from
       the consumers' splits, so populations are split in reverse order, consumers first); the
       routes of a core ``<= fan_out_axons``.
@@ -64,6 +79,8 @@ from ..errors import NeurocompileError
 from .counts import counting_rule, layer_groups
 
 HOST = "host"
+#: the unit of a spike generator on the embedded x86 cores (DS2TA's phase sources)
+GENERATOR = "generator"
 
 
 #: feeder kinds whose output position n reads input position n only (token-wise)
@@ -77,11 +94,14 @@ class Feeder:
     Kinds: "conv", "pool" (depthwise all-ones), "linear" (token-wise), "unit" (one unit synapse
     per element: relays, x86 products, coincidence operands), "headsum" (token n's d channels of
     head h -> (n, h)), "tokensum" (channel c of every token -> (0, c)), "bcast_heads" ((n, h) ->
-    the d channels of head h of token n) and "bcast_tokens" ((0, c) -> channel c of every token).
+    the d channels of head h of token n), "bcast_tokens" ((0, c) -> channel c of every token) and
+    "phase" (the one element of a phase source -> every neuron: one axon, a unit synapse per
+    channel, shared across positions). ``delay``: the synaptic delay in steps (0: none; a
+    delayed synapse stores its delay with every entry).
     """
 
     kind: str
-    source: str                # the sending population (or HOST)
+    source: str                # the sending population (or HOST, or a spike generator)
     node: str | None = None    # the synapse node of the graph (None for unit synapses)
     in_channels: int = 0
     in_grid: tuple[int, int] = (1, 1)  # (H, W) of the input positions (tokens: (N, 1))
@@ -91,6 +111,7 @@ class Feeder:
     padding: int = 0
     groups: int = 1
     group: int = 1             # channels per head (headsum, bcast_heads)
+    delay: int = 0             # synaptic delay in steps (DS2TA's delayed taps)
 
     # -- cost per core ----------------------------------------------------------------------
     def synapses(self, m: int) -> int:
@@ -111,6 +132,8 @@ class Feeder:
         """Input channels that m consecutive output channels read (worst alignment)."""
         if self.kind in ("pool", "unit", "tokensum", "bcast_tokens"):
             return m
+        if self.kind == "phase":
+            return 1
         if self.kind == "headsum":
             return min(self.in_channels, m * self.group)
         if self.kind == "bcast_heads":
@@ -127,7 +150,7 @@ class Feeder:
             return q
         if self.kind == "tokensum":
             return self.in_grid[0]
-        if self.kind == "bcast_tokens":
+        if self.kind in ("bcast_tokens", "phase"):
             return 1
         ho, wo = self.out_grid
         h, w = self.in_grid
@@ -156,7 +179,7 @@ class Feeder:
             return out
         if self.kind == "tokensum":                  # every token -> the one output position
             return np.ones((self.in_grid[0], chunks), dtype=bool)
-        if self.kind == "bcast_tokens":              # the one input position -> every token
+        if self.kind in ("bcast_tokens", "phase"):   # the one input position -> every token
             return np.ones((1, chunks), dtype=bool)
         h, w = self.in_grid
         out = np.zeros((h * w, chunks), dtype=bool)
@@ -174,6 +197,8 @@ class Feeder:
         """(C_in, channel chunks) bool: which chunks of m output channels each input reaches."""
         chunks = -(-out_channels // m)
         chunk_of_out = np.arange(out_channels) // m
+        if self.kind == "phase":                     # the one input channel -> every channel
+            return np.ones((1, chunks), dtype=bool)
         if self.kind in ("pool", "unit", "tokensum", "bcast_tokens"):
             out = np.zeros((out_channels, chunks), dtype=bool)
             out[np.arange(out_channels), chunk_of_out] = True
@@ -199,16 +224,23 @@ class Feeder:
 
 @dataclass
 class Population:
-    """Neurons that occupy cores (``unit="neurocore"``) or an attention layer on x86 cores."""
+    """Neurons that occupy cores (``unit="neurocore"``), an attention layer on x86 cores
+    (``"x86"``) or a spike generator on the x86 cores (``"generator"``: DS2TA's phase sources)."""
 
     name: str
     kind: str                  # layer kind ("conv", "linear", "pool", "attention", "relay", ...)
-    unit: str                  # "neurocore" or "x86"
+    unit: str                  # "neurocore", "x86" or "generator"
     output: str                # the graph node whose non-zero values this population sends
+                               # (DS2TA gates / phase sources: their own name, whose events
+                               # the counts record in ``event_maps``)
     channels: int
     positions: int
     feeders: list[Feeder]
     heads: int = 1             # attention: heads (an x86 unit uses at most this many x86 cores)
+    #: synaptic delays into this population on the pipeline's path (latency): 1 for a neuron
+    #: population; 0 for a DS2TA gate (its delay line is the tap's look-back, aligned with tap 0)
+    #: and for a spike generator (an input)
+    pipeline_steps: int = 1
     # the split (neurocore populations)
     channel_chunk: int = 0
     position_chunk: int = 0
@@ -250,6 +282,9 @@ class Population:
         if self.unit == "x86":
             out.update(chip=self.chip, x86_share=self.x86_share, heads=self.heads)
             return out
+        if self.unit == GENERATOR:
+            out.update(chip=self.chip)
+            return out
         out.update(cores=self.cores, first_core=self.first_core,
                    channel_chunk=self.channel_chunk, position_chunk=self.position_chunk,
                    channel_chunks=self.channel_chunks, position_chunks=self.position_chunks,
@@ -259,6 +294,9 @@ class Population:
                    max_axons_per_core=self.max_axons_per_core,
                    max_routes_per_core=self.max_routes_per_core,
                    synaptic_bytes=self.synaptic_bytes)
+        delays = [f.delay for f in self.feeders if f.delay]
+        if delays:  # only populations with delayed synapses (DS2TA gates) carry the key
+            out["max_synaptic_delay"] = max(delays)
         return out
 
 
@@ -304,6 +342,10 @@ class Mapping:
     def x86_units(self) -> list[Population]:
         return [p for p in self.populations if p.unit == "x86"]
 
+    @property
+    def generators(self) -> list[Population]:
+        return [p for p in self.populations if p.unit == GENERATOR]
+
     def binding_counts(self) -> dict[str, int]:
         """Cores per binding limit (what made the mapper split)."""
         out: dict[str, int] = {}
@@ -327,7 +369,9 @@ class Mapping:
         return chip * self.mesh.width, 0, chip
 
     def as_dict(self) -> dict:
+        extra = {"spike_generators": len(self.generators)} if self.generators else {}
         return {
+            **extra,
             "cores": self.cores, "chips": self.chips, "cores_per_chip": self.cores_per_chip,
             "x86_cores": sum(p.x86_share for p in self.x86_units),
             "attention_layers_on_x86": len(self.x86_units),
@@ -351,6 +395,9 @@ class Mapping:
                  "cores by the limit that split them: " + ", ".join(
                      f"{k} {v}" for k, v in sorted(self.binding_counts().items(),
                                                    key=lambda kv: -kv[1]))]
+        if self.generators:
+            lines.append(f"{len(self.generators)} spike generator(s) (phase sources) on the x86 "
+                         "cores")
         return "\n".join(lines)
 
 
@@ -368,8 +415,9 @@ def _cs(shape: tuple[int, ...]) -> tuple[int, int, tuple[int, int]]:
 
 
 class _Builder:
-    def __init__(self, graph: ir.Graph):
+    def __init__(self, graph: ir.Graph, steps: int | None = None):
         self.graph = graph
+        self.steps = steps                    # T, when known (DS2TA maps only the taps m < T)
         self.pops: list[Population] = []
         self.by_output: dict[str, str] = {}   # graph node -> sending population
 
@@ -419,6 +467,11 @@ class _Builder:
         groups = {g.neuron or g.name: g for g in layer_groups(graph)}
         for node in graph:
             op = node.op
+            for cls in type(op).__mro__:      # populations the op's realisation adds
+                if cls in _POPULATION_RULES:
+                    for pop in _POPULATION_RULES[cls](self, node):
+                        self.add(pop)
+                    break
             rule = counting_rule(op)
             if rule is not None and rule.kind == "attention":
                 c, s, _ = _cs(graph.shape(node.name))
@@ -487,6 +540,10 @@ _FEEDER_RULES = {
     ir.IntLinear: _simple_feeders("linear"), ir.IntHeadSum: _simple_feeders("headsum"),
     ir.IntTokenSum: _simple_feeders("tokensum"), ir.CoincidenceInput: _coincidence_feeders,
 }
+#: op type -> populations(builder, node): neuron populations (or spike generators) that the op's
+#: realisation needs but the graph has no node for, mapped before the op's layer (DS2TA's gates and
+#: phase sources: ``op_rules._register_temporal_mapping``)
+_POPULATION_RULES: dict = {}
 #: sums realised as relays of graded neurons
 _RELAYS = (ir.Add, ir.CurrentSum)
 
@@ -500,8 +557,18 @@ class _Limits:
         self.neurons = target.neurons_per_core
         self.memory = target.core.synaptic_memory_bytes
         self.bytes_per_synapse = target.core.synapse_bits / 8
+        self.synapse_bits = target.core.synapse_bits
+        self.delay_bits = target.delay_bits
+        self.max_delay = 1 << target.delay_bits   # steps one synapse can delay (Lava: 1..64)
         self.fan_in = target.core.fan_in_axons
         self.fan_out = target.core.fan_out_axons
+
+    def synapse_bytes(self, feeder: Feeder, m: int) -> float:
+        """Bytes of the synapses a core holding m output channels stores for ``feeder``: a
+        delayed synapse stores its delay with every entry."""
+        if not feeder.delay:
+            return feeder.synapses(m) * self.bytes_per_synapse
+        return feeder.synapses(m) * (self.synapse_bits + self.delay_bits) / 8
 
 
 def _distinct_chunks(n: int) -> list[int]:
@@ -522,6 +589,11 @@ def _block_max(prefix: np.ndarray, m: int, q: int) -> float:
 def _split(pop: Population, limits: _Limits) -> None:
     """Choose the channel chunk, position chunk and input splits that need the fewest cores."""
     c, s = pop.channels, pop.positions
+    for f in pop.feeders:
+        if f.delay > limits.max_delay:
+            raise NeurocompileError(f"{pop.name}: needs a synaptic delay of {f.delay} steps, more "
+                                    f"than the {limits.max_delay} of a synapse ([synapse] "
+                                    "delay_bits)")
     routes = pop.routes if pop.routes is not None else np.zeros((c, s))
     prefix = np.zeros((c + 1, s + 1))
     prefix[1:, 1:] = routes.cumsum(0).cumsum(1)
@@ -531,8 +603,7 @@ def _split(pop: Population, limits: _Limits) -> None:
 
     def loads(m: int, q: int, k: int) -> dict[str, float]:
         return {"neurons": m * q,
-                "memory": math.ceil(sum(f.synapses(m) for f in pop.feeders)
-                                    * limits.bytes_per_synapse / k),
+                "memory": math.ceil(sum(limits.synapse_bytes(f, m) for f in pop.feeders) / k),
                 "fan-in": math.ceil(sum(f.axons(m, q, c) for f in pop.feeders) / k),
                 "fan-out": _block_max(prefix, m, q)}
 
@@ -574,8 +645,8 @@ def _split(pop: Population, limits: _Limits) -> None:
     pop.max_axons_per_core = int(got["fan-in"])
     pop.max_routes_per_core = int(got["fan-out"])
     pop.synaptic_bytes = int(math.ceil(sum(
-        f.synapses(min(m, c - i)) for f in pop.feeders for i in range(0, c, m))
-        * limits.bytes_per_synapse)) * pop.position_chunks
+        limits.synapse_bytes(f, min(m, c - i)) for f in pop.feeders for i in range(0, c, m)))
+        ) * pop.position_chunks
     if cores == 1:
         pop.binding = "fits one core"
         return
@@ -610,13 +681,18 @@ def _add_routes(consumer: Population, pops: dict[str, Population], readout: str 
         src.routes += np.outer(per_ch, per_pos).reshape(src.routes.shape)
 
 
-def map_graph(graph: ir.Graph, target) -> Mapping:
+def map_graph(graph: ir.Graph, target, steps: int | None = None) -> Mapping:
     """Split every population into cores within the target's limits and place the cores.
 
+    ``steps`` (T; default ``graph.meta["steps"]`` when the graph has it) only matters for ops
+    whose realisation depends on it (DS2TA maps the taps m < T; without T, every tap).
     Raises NeurocompileError when the model does not fit (a population no core can hold, more
     chips than ``max_chips``) or cannot be mapped (an op without a mapping rule)."""
+    if steps is None:
+        steps = graph.meta.get("steps") if isinstance(getattr(graph, "meta", None), dict) \
+            else None
     try:
-        return _map_graph(graph, target)
+        return _map_graph(graph, target, int(steps) if steps else None)
     except NeurocompileError:
         raise
     except (ValueError, KeyError, IndexError, TypeError) as exc:  # a graph shape the rules miss
@@ -624,14 +700,14 @@ def map_graph(graph: ir.Graph, target) -> Mapping:
                                 f"{exc})") from exc
 
 
-def _map_graph(graph: ir.Graph, target) -> Mapping:
+def _map_graph(graph: ir.Graph, target, steps: int | None) -> Mapping:
     graph.validate()
     limits = _Limits(target)
     if target.mesh is None:
         raise NeurocompileError(f"{target.source}: the mapper needs a [mesh] table")
     if target.cores > target.mesh.cores_per_tile * target.mesh.width * target.mesh.height:
         raise NeurocompileError(f"{target.source}: [chip] cores do not fit the [mesh] tiles")
-    builder = _Builder(graph)
+    builder = _Builder(graph, steps)
     pops = builder.build()
     by_name = {p.name: p for p in pops}
     if builder.readout_source != HOST:
@@ -654,6 +730,10 @@ def _map_graph(graph: ir.Graph, target) -> Mapping:
                       next((n.name for n in graph if isinstance(n.op, ir.Input)), ""),
                       builder.readout_source)
     _place_x86(mapping, by_name, graph)
+    for gen in mapping.generators:          # on the x86 cores of the chip it drives
+        consumers = [p for p in mapping.populations
+                     if any(f.source == gen.name for f in p.feeders) and p.unit == "neurocore"]
+        gen.chip = (consumers[0].first_core if consumers else 0) // mapping.cores_per_chip
     return mapping
 
 

@@ -164,7 +164,8 @@ def count_temporal_linear(counter: _Counter, node: ir.Node) -> dict:
     synapses and FLOPs are the linear layer's times the taps that reach a sample (m < T).
     Each delayed tap also runs a gate population (``<node>.tap<m>.gate``, one coincidence neuron
     per input element: its data events are its SOPs, its phase events are in the tap's ``detail``
-    as ``tap<m>_phase_events``), counted as a layer of its own."""
+    as ``tap<m>_phase_events``), counted as a layer of its own; the phase source's spikes (one
+    per step t >= m) are recorded as the messages of ``<node>.tap<m>.phase`` for the traffic."""
     op: ir.IntTemporalLinear = node.op
     part = counter.synapse(node)  # tap 0, as a plain token-wise linear layer
     x = counter.values(node.inputs[0])
@@ -184,6 +185,9 @@ def count_temporal_linear(counter: _Counter, node: ir.Node) -> dict:
         delayed[:, m:] = x[:, :steps - m] != 0
         populations.append(counter.derived_population(f"{node.name}.tap{m}.gate", "gate",
                                                       delayed, delayed))
+        phase = np.zeros((counter.samples, steps, 1), dtype=bool)   # the tap's phase source
+        phase[:, m:] = True
+        counter.record_events(f"{node.name}.tap{m}.phase", phase)
     bits = part["payload_bits"]
     part.update(sops=int(sops_steps.sum()), graded_sops=int(sops_steps.sum()) if bits > 1 else 0,
                 fan_out_total=part["fan_out_total"] * taps, flops=part["flops"] * taps,
@@ -212,16 +216,57 @@ def count_nsad_attention(counter: _Counter, node: ir.Node) -> dict:
     return part
 
 
-def _register_temporal_feeders() -> None:
-    """Mapping: a TASA synapse stores one token-wise linear synapse set per tap (m < window)."""
-    from .mapping import _FEEDER_RULES, _simple_feeders
+def _register_temporal_mapping() -> None:
+    """Mapping of TASA (``mapping`` module docstring; the Lava lowering in
+    ``backends/lava/lower_ds2ta.py``), for the taps m < taps = min(window, T) (T unknown: window):
+
+    * tap 0: a token-wise linear synapse set from the input x into the layer's neurons;
+    * tap m >= 1: a token-wise linear synapse set from the gate population ``<node>.tap<m>.gate``
+      (N x C_in coincidence neurons, kind "gate", as counted), which reads x through a unit
+      synapse with a synaptic delay of m steps (Loihi 2's delay; Lava's identity ``Sparse`` /
+      ``DelaySparse``) and the phase source ``<node>.tap<m>.phase`` through one axon ("phase"
+      feeder). The phase source is a spike generator on the x86 cores (no neurocore).
+
+    Every tap stores its own copy of the mantissas: the taps differ in weight exponent, which
+    Loihi 2 stores with the synapses' format, and read different axons; sharing one copy would
+    need a per-axon exponent that the target file does not provide. So each tap's synaptic
+    memory (C_out chunk x C_in) and fan-in (q x C_in axons) is charged to the layer's neurons.
+    The gates add no step to the pipeline depth: x[t - m] reaches the neurons in the same step
+    as tap 0's x[t] (the delay line is the look-back itself)."""
+    from .mapping import (_FEEDER_RULES, _POPULATION_RULES, GENERATOR, Feeder, Population,
+                          _cs, _simple_feeders)
 
     linear = _simple_feeders("linear")
 
+    def taps(builder, node) -> int:
+        window = node.op.window
+        return min(window, builder.steps) if builder.steps else window
+
     def feeders(builder, node):
-        return linear(builder, node) * node.op.window
+        tap0, = linear(builder, node)
+        out = [tap0]
+        for m in range(1, taps(builder, node)):
+            out.append(Feeder("linear", f"{node.name}.tap{m}.gate", node.name,
+                              in_channels=tap0.in_channels, in_grid=tap0.in_grid,
+                              out_grid=tap0.out_grid))
+        return out
+
+    def populations(builder, node):
+        src = node.inputs[0]
+        c, s, grid = _cs(builder.graph.shape(src))
+        out = []
+        for m in range(1, taps(builder, node)):
+            gate, phase = f"{node.name}.tap{m}.gate", f"{node.name}.tap{m}.phase"
+            out.append(Population(phase, "phase", GENERATOR, phase, 1, 1, [], pipeline_steps=0))
+            data = Feeder("unit", builder.resolve(src), None, delay=m,
+                          **builder.geometry(src, src))
+            ticks = Feeder("phase", phase, None, in_channels=1, out_grid=grid)
+            out.append(Population(gate, "gate", "neurocore", gate, c, s, [data, ticks],
+                                  pipeline_steps=0))
+        return out
 
     _FEEDER_RULES[ir.IntTemporalLinear] = feeders
+    _POPULATION_RULES[ir.IntTemporalLinear] = populations
 
 
-_register_temporal_feeders()
+_register_temporal_mapping()

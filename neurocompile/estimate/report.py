@@ -35,6 +35,13 @@ NOTES = [
     "(real-valued input) is counted as T x FLOPs MACs instead. The readout runs on the host "
     "and is not counted.",
 ]
+DS2TA_MAPPING_NOTE = (
+    "DS2TA (TASA): every delayed tap m is a gate population (one coincidence neuron per input "
+    "element, its own cores) fed by a unit synapse with a synaptic delay of m steps and by a "
+    "phase source, a spike generator on the x86 cores (no neurocore, like the host's input); "
+    "every tap stores its own copy of the weight mantissas (its exponent differs) and its own "
+    "input axons in the cores of the layer it feeds. Each phase spike is a SOP in every gate "
+    "neuron in the cycle and per-event energy estimates (the counts list it in the detail).")
 MAPPING_NOTES = [
     "Mapping: one layer per set of cores; a core holds m channels x q positions within the "
     "neuron budget, its synaptic memory (weights shared across the positions of a core, stored "
@@ -124,6 +131,8 @@ def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate
         report["mapping"] = mapping.as_dict()
         report["mapping"]["summary"] = mapping.summary()
         report["notes"] += MAPPING_NOTES
+        if mapping.generators:
+            report["notes"].append(DS2TA_MAPPING_NOTE)
     if traffic is not None:
         report["traffic"] = traffic.as_dict()
     if cycles is not None:
@@ -339,6 +348,10 @@ def mapping_rows(report: dict) -> list[list[str]]:
         if p["unit"] == "x86":
             rows.append([p["name"], p["kind"], "-", f"{p['x86_share']:.3g} x86",
                          f"chip {p['chip']}", f"{p['heads']} heads", "x86 cores"])
+            continue
+        if p["unit"] == "generator":
+            rows.append([p["name"], p["kind"], "-", "x86", f"chip {p['chip']}",
+                         "spike generator", "x86 cores"])
             continue
         split = f"{p['channel_chunks']}x{p['position_chunks']}"
         split += f"x{p['input_splits']}" if p["input_splits"] > 1 else ""
