@@ -1,4 +1,4 @@
-"""The ``neurocompile`` command line: export, simulate, verify, report, zoo, convert.
+"""The ``neurocompile`` command line: export, simulate, verify, report, zoo, convert, check.
 
 A thin layer over the library: it parses arguments, shows progress, prints text or JSON, and turns
 every expected failure into one line on stderr and a non-zero exit (2: bad input, 3: Lava failed).
@@ -304,6 +304,59 @@ def cmd_convert(args) -> None:
                          f"spike tensors) -> {args.output}")
 
 
+# -- check ----------------------------------------------------------------------------------------
+def _load_module(spec: str):
+    """``path/to/file.py:NAME`` -> the nn.Module that NAME is, or that calling NAME returns."""
+    import importlib.util
+
+    import torch
+
+    path, _, name = spec.rpartition(":")
+    if not path or not name or not path.endswith(".py"):
+        raise NeurocompileError(f"{spec}: give the model as FILE.py:NAME (a module instance, a "
+                                "class or a function returning one)")
+    if not Path(path).is_file():
+        raise NeurocompileError(f"{path}: no such file")
+    module_spec = importlib.util.spec_from_file_location("neurocompile_user_model", path)
+    user = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    try:
+        module_spec.loader.exec_module(user)
+    finally:
+        sys.path.pop(0)
+    obj = getattr(user, name, None)
+    if obj is None:
+        raise NeurocompileError(f"{path} defines no {name!r}")
+    model = obj if isinstance(obj, torch.nn.Module) else obj()
+    if not isinstance(model, torch.nn.Module):
+        raise NeurocompileError(f"{spec} gave a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def cmd_check(args) -> None:
+    import numpy as np
+    import torch
+
+    from .compiler import check
+
+    model = _load_module(args.model)
+    try:
+        example = torch.from_numpy(np.load(args.input, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise NeurocompileError(f"{args.input}: not a readable .npy array ({exc})") from None
+    with _status("tracing", not args.json):
+        problems = check(model, example)
+    payload = {"model": args.model, "input_shape": list(example.shape),
+               "compiles": not problems, "problems": problems}
+    text = (f"{args.model}: compiles (its traced graph reproduces its forward on "
+            f"{args.input})" if not problems else
+            f"{args.model}: {len(problems)} problem{'s' * (len(problems) > 1)}\n"
+            + "\n".join(f"  - {p}" for p in problems))
+    _emit(args, payload, text)
+    if problems:
+        raise SystemExit(1)
+
+
 # -- parser ---------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2) like every other error."""
@@ -448,6 +501,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file to write (FILE.onnx, FILE.nir, FILE.net)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("check", help="list every reason a PyTorch module cannot be compiled",
+                       description="Trace MODEL's forward on the example input and list every "
+                                   "op or neuron neurocompile cannot lower to Loihi 2, one line "
+                                   "each naming the module path (exit 1 if there is any), or "
+                                   "confirm that the traced graph reproduces the module's "
+                                   "output spike for spike. Runs MODEL's Python file: use it on "
+                                   "your own code. The library call is "
+                                   "neurocompile.check(module, example_input).")
+    p.add_argument("model", help="FILE.py:NAME, where NAME is a torch.nn.Module instance, or a "
+                                 "class or function that returns one when called without "
+                                 "arguments")
+    p.add_argument("--input", required=True,
+                   help="a .npy array: the example input as the module's forward takes it, "
+                        "e.g. (B, C, H, W) images / 255 or time-major (T, B, ...)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_check)
     return parser
 
 

@@ -1,7 +1,8 @@
 """The library API: model -> float graph -> passes -> quantized graph, in one call.
 
 ``compile_checkpoint`` takes a neurocompile checkpoint (or a zoo name); ``compile`` takes a live
-PyTorch module from any supported framework (``frontend.modules.IMPORTERS``) and an example input.
+PyTorch module and an example input (``frontend.modules``: zoo models by their config, any other
+module traced). ``check`` lists every reason a module cannot be compiled.
 Both return a ``Compiled``, the object ``write_bundle`` (and ``Compiled.save``) writes.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import ir
+from .errors import NeurocompileError
 from .frontend import LoadedModel, load_checkpoint, to_graph
 from .passes import run_pipeline
 from .quantize import OverflowFinding, QuantizedGraph, check_overflow, quantize
@@ -102,12 +104,17 @@ def compile_checkpoint(model: str | Path | LoadedModel, target: str | Target = "
 
 def compile(module: torch.nn.Module, example_input: torch.Tensor | None = None,
             target: str | Target = "loihi2", **input_options) -> Compiled:
-    """Compile a live PyTorch module (snnTorch, SpikingJelly or a zoo model) for ``target``.
+    """Compile a live PyTorch module (snnTorch, SpikingJelly, plain torch with their neurons, or a
+    zoo model) for ``target``.
 
-    ``example_input`` is time-major ``(T, batch, *sample_shape)`` and the same at every step;
-    it fixes the number of steps and the input grid (``input_scale=``, ``input_max=`` override
-    the grid, see ``frontend.inputs``). Zoo models need no example input. The result's
-    ``save(path)`` writes the bundle ``neurocompile simulate|verify|report`` read.
+    The module's forward is traced on ``example_input`` (what the forward takes: ``(B, C, H, W)``
+    when it adds the time axis itself, time-major ``(T, B, ...)`` for multi-step networks and
+    for modules that compute one step per call) and the traced graph is proved equal to the
+    module's own output, spike for spike, before anything else runs (``frontend.trace``). The
+    example fixes the number of steps and the input grid (``input_scale=``, ``input_max=``
+    override the grid, see ``frontend.inputs``); the input must be the same at every step.
+    Zoo models need no example input. The result's ``save(path)`` writes the bundle
+    ``neurocompile simulate|verify|report`` read.
     """
     from .frontend.modules import module_to_graph
 
@@ -115,3 +122,19 @@ def compile(module: torch.nn.Module, example_input: torch.Tensor | None = None,
     source = ImportedModel(str(graph.meta["architecture"]), dict(graph.meta.get("config", {})),
                            module, graph.copy())
     return _lower(source, graph, target)
+
+
+def check(module: torch.nn.Module, example_input: torch.Tensor | None = None,
+          **input_options) -> list[str]:
+    """Every reason ``compile(module, example_input)`` would refuse, one line each (an empty
+    list: it compiles). Run it before training a model for hours."""
+    from .frontend.modules import _is_zoo
+    from .frontend.trace import check as check_traced
+
+    if isinstance(module, torch.nn.Module) and _is_zoo(module):
+        try:
+            compile(module, example_input, **input_options)
+        except NeurocompileError as exc:
+            return [str(exc)]
+        return []
+    return check_traced(module, example_input, **input_options)

@@ -40,7 +40,7 @@ PIP install -q --no-deps --ignore-requires-python "$wheels"/lava_nc-0.10.0-py3-n
 "$VENV/bin/python" scripts/patch_lava.py
 # The frameworks models are imported from (optional for users, needed by the tests). SpikingJelly's
 # metadata pulls torchvision (a second torch); its neuron and layer modules need neither.
-PIP install -q 'snntorch==1.0.0'
+PIP install -q 'snntorch==1.0.0' 'nirtorch>=2.6,<3'  # export_to_nir imports nirtorch
 PIP install -q --no-deps 'spikingjelly==0.0.0.0.14'
 PIP install -q -e '.[dev]' 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
 echo "$want" > "$STAMP"

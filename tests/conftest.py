@@ -92,3 +92,35 @@ def assert_trained_model_deploys(compiled, out_dir, lava_samples: int, min_float
     assert abs(int_acc - float_acc) <= 0.01, (float_acc, int_acc)
     assert_lava_bit_exact(bundle.graph, samples.images[:lava_samples], bundle.steps)
     return float_acc, int_acc
+
+
+def forward_spikes(module, x, is_neuron, per_step: bool = False):
+    """The module's own forward, independent of neurocompile: ``(output, {path: spikes})`` with
+    the spikes of every module ``is_neuron`` accepts, stacked over time (T, batch, ...) for
+    ``per_step`` modules (called once per step on ``x[t]``, the state kept inside)."""
+    records, hooks = {}, []
+    dtype = next(module.parameters()).dtype
+    for m in module.modules():  # snnTorch's spikes are float32 (exact 0/1): feed layers in dtype
+        if next(m.parameters(recurse=False), None) is not None:
+            hooks.append(m.register_forward_pre_hook(
+                lambda mod, args: tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point()
+                                        else a for a in args)))
+    for path, m in module.named_modules():
+        if is_neuron(m):
+            def hook(mod, args, out, path=path):
+                out = out[0] if isinstance(out, tuple) else out
+                records.setdefault(path, []).append(out.detach().clone().double())
+            hooks.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            if per_step:
+                outs = [module(x[t]) for t in range(x.shape[0])]
+                out = torch.stack([o[0] if isinstance(o, tuple) else o for o in outs])
+            else:
+                out = module(x)
+                out = out[0] if isinstance(out, tuple) else out
+    finally:
+        for h in hooks:
+            h.remove()
+    return out.double(), {p: torch.stack(v) if len(v) > 1 or per_step else v[0]
+                          for p, v in records.items()}

@@ -60,11 +60,33 @@ def test_zoo_module_takes_no_input_options(zoo_module):
         neurocompile.compile(zoo_module, input_scale=0.5)
 
 
-def test_unknown_modules_are_refused_by_name():
-    with pytest.raises(UnsupportedModelError, match="no importer recognises"):
+def test_modules_without_a_lowering_are_refused_by_name():
+    with pytest.raises(UnsupportedModelError, match=r"^1: relu: not supported"):
         neurocompile.compile(nn.Sequential(nn.Linear(4, 2), nn.ReLU()), torch.zeros(2, 1, 4))
+    with pytest.raises(UnsupportedModelError, match="calls no spiking neuron"):
+        neurocompile.compile(nn.Sequential(nn.Linear(4, 2)), torch.zeros(2, 1, 4))
     with pytest.raises(UnsupportedModelError, match="expected a torch.nn.Module"):
         neurocompile.compile("model.pt", torch.zeros(2, 1, 4))
+    assert neurocompile.check(nn.Sequential(nn.Linear(4, 2), nn.ReLU()), torch.zeros(2, 1, 4)) \
+        == ["1: relu: not supported (no Loihi lowering is declared for this op)"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pixels_divided_by_255_compile_on_their_grid(dtype, zoo_module):
+    """``ToTensor`` gives pixels / 255: the grid is found despite float32 rounding, and the
+    input node holds levels 0..255."""
+    import snntorch as snn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), snn.Leaky(
+        beta=0.9, init_hidden=True, reset_mechanism="zero"), nn.Linear(16, 10))
+    net[1].weight.data *= 4
+    images = digits_test_samples(8).images
+    x = torch.tensor(np.round(images / 16 * 255) / 255, dtype=dtype)
+    compiled = neurocompile.compile(net, x.unsqueeze(0).repeat(4, 1, 1, 1, 1))
+    op = compiled.float_graph["input"].op
+    assert (op.scale, op.max_value, op.shape) == (1 / 255, 255, (1, 8, 8))
+    assert compiled.overflow_proven
 
 
 def _repeat(x: torch.Tensor, steps: int) -> torch.Tensor:

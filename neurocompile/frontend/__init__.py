@@ -6,7 +6,8 @@ __all__ = ["LoadedModel", "load_checkpoint", "convert_spikformer", "to_graph"]
 
 
 def to_graph(loaded: LoadedModel):
-    """The float IR graph of a loaded model (dispatch on its architecture)."""
+    """The float IR graph of a loaded model (dispatch on its architecture), proved against the
+    model's own forward (``zoo_proof``)."""
     from ..errors import UnsupportedModelError
 
     converters = {"spikformer": convert_spikformer}
@@ -14,4 +15,8 @@ def to_graph(loaded: LoadedModel):
         raise UnsupportedModelError(
             f"architecture {loaded.architecture!r} has no converter; supported: "
             f"{', '.join(sorted(converters))}")
-    return converters[loaded.architecture](loaded.model)
+    from .zoo_proof import prove_zoo
+
+    graph = converters[loaded.architecture](loaded.model)
+    prove_zoo(loaded.model, graph)
+    return graph

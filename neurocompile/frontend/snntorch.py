@@ -1,5 +1,6 @@
-"""Import snnTorch networks: ``nn.Sequential`` of Linear / Conv2d / BatchNorm / MaxPool2d /
-Flatten and ``snn.Leaky`` / ``snn.Synaptic`` neurons (``init_hidden=True``).
+"""snnTorch's neurons as the tracer reads them (``trace.neurons``): ``snn.Leaky`` and
+``snn.Synaptic``, with the state in the module (``init_hidden=True``) or passed in and out of a
+Python time loop (``init_hidden=False``, ``spk, mem = lif(cur, mem)``).
 
 snnTorch 1.0's neurons, read from its source (``snntorch/_neurons/leaky.py``, ``synaptic.py``,
 ``neurons.py``), one call per time step:
@@ -19,9 +20,6 @@ snnTorch 1.0's neurons, read from its source (``snntorch/_neurons/leaky.py``, ``
   ``"none"``, ``inhibition``, ``state_quant``, per-neuron ``beta`` / ``alpha`` / ``threshold``
   that differ between neurons (a Loihi population has one decay and one threshold).
 * ``graded_spikes_factor`` g > 0 scales the spikes: folded into the next layer's weights.
-
-The network runs ``T`` calls of the Sequential on the same input (snnTorch's usual loop after
-``snntorch.utils.reset``); ``example_input`` is time-major ``(T, batch, *shape)``.
 """
 from __future__ import annotations
 
@@ -30,7 +28,6 @@ from torch import nn
 
 from .. import ir
 from ..errors import UnsupportedModelError
-from .sequential import SequentialBuilder
 
 INSTALL = "pip install snntorch"
 _RESETS = {0: "subtract", 1: "zero", 2: "none"}
@@ -62,9 +59,6 @@ def _common(path: str, module, kind: str) -> dict:
         raise UnsupportedModelError(
             f"{path}: {kind}(reset_mechanism={reset!r}) is not supported: Loihi's LIF resets the "
             "membrane to zero; use reset_mechanism='zero'")
-    if not module.init_hidden:
-        raise UnsupportedModelError(f"{path}: {kind}(init_hidden=False) cannot run in an "
-                                    "nn.Sequential; use init_hidden=True")
     if module.inhibition:
         raise UnsupportedModelError(f"{path}: {kind}(inhibition=True) is not supported; use "
                                     "inhibition=False")
@@ -81,117 +75,36 @@ def _common(path: str, module, kind: str) -> dict:
                 reset_delay=bool(module.reset_delay))
 
 
-def _neuron(builder: SequentialBuilder, path: str, module, last: bool) -> None:
-    snn = _snntorch()
+
+
+def neuron_spec(module: nn.Module, path: str):
+    """The tracer's ``NeuronSpec`` of an snnTorch neuron; one error line naming ``path`` and the
+    option to change when Loihi's LIF cannot run it."""
+    from .trace.neurons import NeuronSpec
+
+    _snntorch()
+    import snntorch as snn
+
     kind = type(module).__name__
-    if type(module) is snn.Leaky:
-        o = _common(path, module, kind)
-        op = ir.LeakyNeuron(leak=o["beta"], gain=1.0, threshold=o["threshold"], strict=True)
-        extra = {}
-    elif type(module) is snn.Synaptic:
-        o = _common(path, module, kind)
+    if type(module) not in (snn.Leaky, snn.Synaptic):
+        raise UnsupportedModelError(f"{path}: snnTorch {kind} is not supported; use snn.Leaky "
+                                    "or snn.Synaptic")
+    o = _common(path, module, kind)
+    current_leak = 0.0
+    if type(module) is snn.Synaptic:
         if o["reset_delay"]:
             raise UnsupportedModelError(
                 f"{path}: Synaptic(reset_delay=True) holds the membrane at zero for the step "
                 "after a spike, which Loihi's LIF does not; use reset_delay=False")
-        alpha = min(max(_scalar(path, "alpha", module.alpha, "use a scalar alpha"), 0.0), 1.0)
-        if alpha >= 4095 / 4096:
-            raise UnsupportedModelError(f"{path}: Synaptic(alpha={alpha}) keeps the current "
-                                        "forever; Loihi's current decays by at least 1/4096 "
-                                        "per step: use alpha <= 0.9997")
-        op = ir.LeakyNeuron(leak=o["beta"], gain=1.0, threshold=o["threshold"], strict=True,
-                            current_leak=alpha)
-        extra = {"alpha": alpha}
-    else:
-        raise UnsupportedModelError(f"{path}: snnTorch {kind} is not supported; use snn.Leaky "
-                                    "or snn.Synaptic")
-    if module.output and not last:
-        raise UnsupportedModelError(f"{path}: {kind}(output=True) returns a tuple, which only "
-                                    "the last layer of an nn.Sequential may do; use output=False")
-    builder.neuron(path, op, kind, graded=o["graded"], beta=o["beta"],
-                   threshold=o["threshold"], reset_delay=o["reset_delay"], **extra)
-
-
-def _leaves(module: nn.Module, prefix: str = ""):
-    """(path, module) of the layers of nested Sequentials, in order."""
-    if not isinstance(module, nn.Sequential):
-        raise UnsupportedModelError(
-            f"{prefix or type(module).__name__}: only nn.Sequential snnTorch models are "
-            f"supported, got {type(module).__name__}; wrap the layers in nn.Sequential")
-    for name, child in module.named_children():
-        path = f"{prefix}.{name}" if prefix else name
-        if isinstance(child, nn.Sequential):
-            yield from _leaves(child, path)
-        else:
-            yield path, child
-
-
-def convert(module: nn.Module, example_input, **input_options) -> ir.Graph:
-    """``modules.IMPORTERS`` converter: the float IR graph of an snnTorch Sequential."""
-    snntorch = _snntorch()
-    builder = SequentialBuilder("snntorch", example_input, **input_options)
-    leaves = [(p, m) for p, m in _leaves(module)
-              if not isinstance(m, (nn.Dropout, nn.Identity))]
-    for i, (path, layer) in enumerate(leaves):
-        if isinstance(layer, nn.Linear):
-            builder.linear(path, layer)
-        elif isinstance(layer, nn.Conv2d):
-            builder.conv2d(path, layer)
-        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            builder.batch_norm(path, layer)
-        elif isinstance(layer, nn.Flatten):
-            builder.flatten(path, layer.start_dim, layer.end_dim)
-        elif isinstance(layer, nn.MaxPool2d):
-            builder.max_pool(path, layer)
-        elif type(layer).__module__.split(".")[0] == "snntorch":
-            _neuron(builder, path, layer, last=i == len(leaves) - 1)
-        else:
-            raise UnsupportedModelError(
-                f"{path}: {type(layer).__name__} is not supported in snnTorch models; supported: "
-                "Linear, Conv2d, BatchNorm1d/2d, MaxPool2d, Flatten, Dropout, snn.Leaky, "
-                "snn.Synaptic")
-    return builder.finish({"snntorch_version": getattr(snntorch, "__version__", "?")})
-
-
-def run_snntorch(module: nn.Module, example_input: torch.Tensor,
-                 record: dict[str, nn.Module] | None = None):
-    """snnTorch's own forward: reset the hidden states, call the module once per time step.
-
-    Returns ``(outputs (T, batch, ...), {path: spikes (T, batch, ...)})`` for the neuron modules
-    named in ``record`` (path -> module), so tests can compare every layer.
-    """
-    snntorch = _snntorch()
-    from snntorch import utils
-
-    spikes: dict[str, list] = {path: [] for path in (record or {})}
-    hooks = []
-    dtype = next((p.dtype for p in module.parameters()), torch.float32)
-    if dtype != torch.float32:  # snnTorch's spikes are float32 (exact 0/1): feed layers in dtype
-        for layer in module.modules():
-            if next(layer.parameters(recurse=False), None) is not None:
-                hooks.append(layer.register_forward_pre_hook(
-                    lambda mod, args: tuple(a.to(dtype) if torch.is_tensor(a) else a
-                                            for a in args)))
-    for path, layer in (record or {}).items():
-        def hook(mod, args, out, path=path):
-            spikes[path].append((out[0] if isinstance(out, tuple) else out).detach().clone())
-        hooks.append(layer.register_forward_hook(hook))
-    try:
-        utils.reset(module)
-        for m in module.modules():  # reset_hidden's class registry misses instance states
-            if hasattr(m, "reset_mem") and type(m).__module__.startswith(snntorch.__name__):
-                m.reset_mem()
-        outputs = []
-        with torch.no_grad():
-            for t in range(example_input.shape[0]):
-                out = module(example_input[t])
-                outputs.append(out[0] if isinstance(out, tuple) else out)
-    finally:
-        for h in hooks:
-            h.remove()
-    return torch.stack(outputs), {p: torch.stack(v) for p, v in spikes.items()}
-
-
-def neuron_modules(module: nn.Module) -> dict[str, nn.Module]:
-    """path -> snnTorch neuron module, in the paths ``convert`` names its nodes."""
-    return {p: m for p, m in _leaves(module) if type(m).__module__.split(".")[0] == "snntorch"}
+        current_leak = min(max(_scalar(path, "alpha", module.alpha, "use a scalar alpha"),
+                               0.0), 1.0)
+        if current_leak >= 4095 / 4096:
+            raise UnsupportedModelError(f"{path}: Synaptic(alpha={current_leak}) keeps the "
+                                        "current forever; Loihi's current decays by at least "
+                                        "1/4096 per step: use alpha <= 0.9997")
+    if not (o["graded"] > 0 and o["graded"] < float("inf")):
+        raise UnsupportedModelError(f"{path}: graded_spikes_factor={o['graded']} is not "
+                                    "supported; use a positive factor (1.0)")
+    op = ir.LeakyNeuron(leak=o["beta"], gain=1.0, threshold=o["threshold"], strict=True,
+                        current_leak=current_leak)
+    return NeuronSpec(op, "stateful" if module.init_hidden else "loop", o["graded"])

@@ -1,4 +1,6 @@
-"""snnTorch import: the float graph equals snnTorch's own forward; trained MLP -> bundle -> Lava."""
+"""snnTorch through the traced frontend: Sequentials (state kept in the neurons) and the
+tutorials' class models with a Python time loop (``spk, mem = lif(cur, mem)``); the float graph
+equals snnTorch's own forward; refusals; trained MLP -> bundle -> Lava."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,22 +9,25 @@ import torch
 from torch import nn
 
 import snntorch as snn  # noqa: E402  (installed by scripts/setup_env.sh)
+from snntorch import utils as snn_utils  # noqa: E402
 
 import neurocompile  # noqa: E402
 from conftest import (assert_lava_bit_exact, assert_trained_model_deploys,  # noqa: E402
-                      load_example)
+                      forward_spikes, load_example)
 from neurocompile import ir  # noqa: E402
 from neurocompile.backends.reference import run_float, run_int  # noqa: E402
 from neurocompile.errors import UnsupportedModelError  # noqa: E402
-from neurocompile.frontend.inputs import integer_levels  # noqa: E402
 from neurocompile.frontend.modules import module_to_graph  # noqa: E402
-from neurocompile.frontend.snntorch import neuron_modules, run_snntorch  # noqa: E402
 
 T = 5
 
 
 def leaky(**kw):
     return snn.Leaky(**{"beta": 0.8, "init_hidden": True, "reset_mechanism": "zero", **kw})
+
+
+def is_snn(m):
+    return type(m).__module__.split(".")[0] == "snntorch"
 
 
 def example(digits, n=16, steps=T, flat=False):
@@ -42,6 +47,32 @@ def _init(net, seed):
             m.running_mean.copy_(torch.rand(m.num_features, generator=gen) * 0.2)
             m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
     return net.double().eval()
+
+
+class TutorialNet(nn.Module):
+    """snnTorch's tutorial style: state passed in and out of a Python loop over time."""
+
+    def __init__(self, steps=T, synaptic=False):
+        super().__init__()
+        self.steps = steps
+        self.fc1 = nn.Linear(64, 32, bias=not synaptic)
+        self.lif1 = (snn.Synaptic(alpha=0.6, beta=0.85, reset_mechanism="zero", reset_delay=False)
+                     if synaptic else snn.Leaky(beta=0.9, reset_mechanism="zero"))
+        self.fc2 = nn.Linear(32, 10)
+        self.lif2 = snn.Leaky(beta=0.9, reset_mechanism="zero")
+
+    def forward(self, x):
+        x = x.flatten(1)
+        state1 = self.lif1.init_synaptic() if isinstance(self.lif1, snn.Synaptic) \
+            else (self.lif1.init_leaky(),)
+        mem2 = self.lif2.init_leaky()
+        spk_rec, mem_rec = [], []
+        for _ in range(self.steps):
+            spk1, *state1 = self.lif1(self.fc1(x), *state1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk_rec.append(spk2)
+            mem_rec.append(mem2)
+        return torch.stack(spk_rec, dim=0), torch.stack(mem_rec, dim=0)
 
 
 MODELS = {
@@ -68,17 +99,38 @@ def test_float_graph_equals_snntorch_forward(name, digits):
     x = example(digits, flat=name == "mlp")
     graph = module_to_graph(net, x)
     assert graph.meta["architecture"] == "snntorch" and graph.meta["steps"] == T
-    out, spikes = run_snntorch(net, x, neuron_modules(net))
-    trace = run_float(graph, integer_levels(x, graph["input"].op), T)
-    assert any(s.sum() > 0 for s in spikes.values())
+    snn_utils.reset(net)
+    out, spikes = forward_spikes(net, x, is_snn, per_step=True)
+    trace = run_float(graph, np.round(x[0].numpy() * 16).astype(np.int64), T)
+    assert spikes and any(s.sum() > 0 for s in spikes.values())
     for path, s in spikes.items():
         s = s.numpy()
         s = s / s.max() if s.max() > 0 else s  # graded spikes: the IR records 0/1
         assert np.array_equal(np.moveaxis(s, 0, 1), trace.outputs[path]), path
-    head = graph[graph.output].op
-    expected = out.double().numpy().mean(0)
-    np.testing.assert_allclose(trace.logits, expected, rtol=1e-12, atol=1e-12)
-    assert isinstance(head, ir.Readout)
+    np.testing.assert_allclose(trace.logits, out.numpy().mean(0), rtol=1e-12, atol=1e-12)
+    assert isinstance(graph[graph.output].op, ir.Readout)
+
+
+@pytest.mark.parametrize("synaptic", [False, True])
+def test_tutorial_time_loop_compiles_from_batch_first_input(synaptic, digits):
+    """``init_hidden=False`` neurons in a Python loop over time: each layer is one IR layer, T is
+    the number of loop iterations, and the float graph reproduces every step."""
+    net = _init(TutorialNet(synaptic=synaptic), seed=4)
+    x = torch.tensor(digits.test_x[:16], dtype=torch.float32) / 16   # (B, C, H, W)
+    compiled = neurocompile.compile(net, x)
+    graph = compiled.float_graph
+    assert compiled.steps == T
+    assert [type(graph[n].op).__name__ for n in ("fc1", "lif1", "fc2", "lif2")] == \
+        ["Linear", "LeakyNeuron", "Linear", "LeakyNeuron"]
+    assert graph["lif1"].op.current_leak == (pytest.approx(0.6) if synaptic else 0.0)
+    out, spikes = forward_spikes(net, x.double(), is_snn)
+    trace = run_float(graph, np.round(x.numpy() * 16).astype(np.int64), T)
+    assert spikes["lif1"].sum() > 0 and spikes["lif2"].sum() > 0
+    for path in ("lif1", "lif2"):
+        assert np.array_equal(np.moveaxis(spikes[path].numpy(), 0, 1), trace.outputs[path])
+    np.testing.assert_allclose(trace.logits, out.numpy().mean(0), atol=1e-12)
+    images = np.round(x.numpy()[:4] * 16).astype(np.int64)
+    assert run_int(compiled.quantized.graph, images, T).logits.shape == (4, 10)
 
 
 def test_strict_threshold_and_synaptic_become_canonical_neurons(digits):
@@ -101,8 +153,6 @@ REFUSALS = [
     (lambda: snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="none"),
      "0: Leaky(reset_mechanism='none') is not supported: Loihi's LIF resets the membrane to "
      "zero; use reset_mechanism='zero'"),
-    (lambda: snn.Leaky(beta=0.9, reset_mechanism="zero"),
-     "0: Leaky(init_hidden=False) cannot run in an nn.Sequential; use init_hidden=True"),
     (lambda: leaky(beta=torch.linspace(0.5, 0.9, 10)),
      "0: beta differs between neurons; a Loihi population has one beta: use a scalar beta"),
     (lambda: leaky(inhibition=True), "0: Leaky(inhibition=True) is not supported; use "
@@ -127,19 +177,37 @@ def test_unsupported_neuron_options_are_refused_in_one_line(make, message, digit
 
 def test_unsupported_structures_are_refused(digits):
     x = example(digits)
-    with pytest.raises(UnsupportedModelError, match=r"^0: Linear on a \(1, 8, 8\) input is not "
-                       r"supported; add a Flatten before it$"):
-        module_to_graph(nn.Sequential(nn.Linear(8, 4), leaky()), x)
-    with pytest.raises(UnsupportedModelError, match=r"^1: Synaptic with a current decay after a "
-                       r"layer with a bias"):
+    with pytest.raises(UnsupportedModelError, match=r"^1: Synaptic: a current decay after 0, "
+                       r"which has a bias"):
         module_to_graph(nn.Sequential(nn.Linear(64, 4), snn.Synaptic(
             alpha=0.5, beta=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False)),
             x.reshape(T, 16, 64))
-    with pytest.raises(UnsupportedModelError, match=r"^1: MaxPool2d after a Conv2d without a "
-                       "spiking neuron"):
+    with pytest.raises(UnsupportedModelError, match=r"^1: max_pool2d: max-pooling of current "
+                       r"\(0\) has no neurocore form; pool the spikes"):
         module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), leaky()), x)
-    with pytest.raises(UnsupportedModelError, match=r"^1: AvgPool2d is not supported"):
+    with pytest.raises(UnsupportedModelError, match=r"^1: avg_pool2d: not supported"):
         module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), leaky()), x)
+
+
+def test_a_delayed_connection_in_the_loop_is_refused_not_compiled(digits):
+    """Reading last step's spikes is not the network the hash-consed graph would describe."""
+
+    class Delayed(TutorialNet):
+        def forward(self, x):
+            x = x.flatten(1)
+            mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+            prev, out = None, []
+            for _ in range(self.steps):
+                spk1, mem1 = self.lif1(self.fc1(x), mem1)
+                if prev is not None:
+                    spk2, mem2 = self.lif2(self.fc2(prev), mem2)
+                    out.append(spk2)
+                prev = spk1
+            return torch.stack(out)
+
+    with pytest.raises(UnsupportedModelError) as info:
+        neurocompile.compile(_init(Delayed(), 1), example(digits)[0])
+    assert "lif" in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.lava
@@ -157,12 +225,13 @@ def test_trained_mlp_bundle_is_accurate_and_spike_exact_in_lava(digits, tmp_path
 
 @pytest.mark.lava
 @pytest.mark.timeout(600)
-def test_conv_and_synaptic_models_are_spike_exact_in_lava(digits):
-    """Conv + BatchNorm + spike pooling + Flatten, and a CUBA (Synaptic) layer: Lava equals the
-    integer reference."""
-    for name in ("conv", "synaptic_linear_head"):
-        net = _init(MODELS[name](), seed=3).float()
-        compiled = neurocompile.compile(net, example(digits).float())
-        images = integer_levels(example(digits, n=6), compiled.graph["input"].op)
+def test_conv_tutorial_and_synaptic_models_are_spike_exact_in_lava(digits):
+    """Conv + BatchNorm + spike pooling + Flatten, a CUBA (Synaptic) layer and a tutorial time
+    loop: Lava equals the integer reference."""
+    for name in ("conv", "synaptic_linear_head", "tutorial"):
+        net = _init(TutorialNet() if name == "tutorial" else MODELS[name](), seed=3).float()
+        x = example(digits).float()
+        compiled = neurocompile.compile(net, x[0] if name == "tutorial" else x)
+        images = np.round(x[0, :6].numpy() * 16).astype(np.int64)
         assert_lava_bit_exact(compiled.quantized.graph, images, T)
         assert run_int(compiled.quantized.graph, images, T).logits.shape == (6, 10)

@@ -1,5 +1,6 @@
-"""SpikingJelly import: the float graph equals SpikingJelly's own multi-step forward; trained conv
-net -> bundle -> Lava; refusals; SpikingJelly stays optional."""
+"""SpikingJelly through the traced frontend: the float graph equals SpikingJelly's own forward
+(multi-step and single-step networks); trained conv net -> bundle -> Lava; refusals; SpikingJelly
+stays optional."""
 from __future__ import annotations
 
 import subprocess
@@ -17,14 +18,13 @@ from spikingjelly.clock_driven import neuron as cd_neuron  # noqa: E402
 
 import neurocompile  # noqa: E402
 from conftest import (assert_lava_bit_exact, assert_trained_model_deploys,  # noqa: E402
-                      load_example)
+                      forward_spikes, load_example)
 from neurocompile import ir  # noqa: E402
 from neurocompile.backends.reference import run_float  # noqa: E402
 from neurocompile.errors import UnsupportedModelError  # noqa: E402
 from neurocompile.frontend.inputs import integer_levels  # noqa: E402
 from neurocompile.frontend.modules import module_to_graph  # noqa: E402
-from neurocompile.frontend.spikingjelly import (lif_node_parameters, neuron_modules,  # noqa: E402
-                                                run_spikingjelly)
+from neurocompile.frontend.spikingjelly import is_neuron, lif_node_parameters  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 T = 4
@@ -64,7 +64,16 @@ MODELS = {
     "clock_driven": lambda: nn.Sequential(
         nn.Flatten(2), nn.Linear(64, 32), cd_neuron.MultiStepLIFNode(tau=2.0),
         cd_layer.SeqToANNContainer(nn.Linear(32, 10)), cd_neuron.MultiStepIFNode()),
+    "single_step": lambda: nn.Sequential(  # one step per call: compiled by calling it per step
+        nn.Flatten(), nn.Linear(64, 32), neuron.LIFNode(tau=2.0), nn.Linear(32, 10),
+        neuron.IFNode()),
 }
+
+
+def _reset(net):
+    for m in net.modules():
+        if is_neuron(m):
+            m.reset()
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -73,7 +82,9 @@ def test_float_graph_equals_spikingjelly_forward(name, digits):
     x = example(digits)
     graph = module_to_graph(net, x)
     assert graph.meta["architecture"] == "spikingjelly" and graph.meta["steps"] == T
-    out, spikes = run_spikingjelly(net, x, neuron_modules(net))
+    _reset(net)
+    out, spikes = forward_spikes(net, x, is_neuron, per_step=name == "single_step")
+    _reset(net)
     trace = run_float(graph, integer_levels(x, graph["input"].op), T)
     assert spikes and all(s.sum() > 0 for s in spikes.values())
     for path, s in spikes.items():
@@ -98,9 +109,6 @@ REFUSALS = [
      "zero: use v_reset=0.0"),
     (neuron.LIFNode(v_reset=-0.5, step_mode="m"),
      "1: LIFNode(v_reset=-0.5) is not supported; Loihi resets to zero: use v_reset=0.0"),
-    (neuron.LIFNode(step_mode="s"),
-     "1: LIFNode(step_mode='s') in a multi-step network; use step_mode='m' (or clock_driven "
-     "MultiStepLIFNode)"),
     (neuron.ParametricLIFNode(step_mode="m"),
      "1: SpikingJelly ParametricLIFNode is not supported; use LIFNode, IFNode or "
      "MultiStepLIFNode / MultiStepIFNode"),
@@ -117,15 +125,16 @@ def test_unsupported_options_are_refused_in_one_line(node, message, digits):
 
 def test_unsupported_layers_are_refused(digits):
     x = example(digits)
-    with pytest.raises(UnsupportedModelError, match=r"^0: a plain Conv2d cannot take"):
+    with pytest.raises(UnsupportedModelError, match=r"^the module's forward failed on "
+                       r"example_input: RuntimeError: Expected 3D .* input to conv2d"):
         module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), neuron.LIFNode(step_mode="m")), x)
-    with pytest.raises(UnsupportedModelError, match=r"^1: AvgPool2d is not supported"):
+    with pytest.raises(UnsupportedModelError, match=r"^1: avg_pool2d: not supported"):
         module_to_graph(nn.Sequential(layer.Conv2d(1, 2, 3, step_mode="m"),
                                       layer.AvgPool2d(2, step_mode="m")), x)
-    with pytest.raises(UnsupportedModelError,
-                       match=r"^0: Flatten\(start_dim=1, end_dim=-1\) does not flatten exactly"):
-        module_to_graph(nn.Sequential(nn.Flatten(), nn.Linear(64, 10),
-                                      neuron.LIFNode(step_mode="m")), x)
+    with pytest.raises(UnsupportedModelError, match=r"^the forward mixes the batch .* into the "
+                       r"features"):  # Flatten() merged the batch into the features
+        module_to_graph(nn.Sequential(nn.Flatten(), nn.Linear(4 * 64, 10),
+                                      neuron.LIFNode(step_mode="m")), x[:, :4])
 
 
 def test_without_spikingjelly_everything_else_imports(tmp_path):
