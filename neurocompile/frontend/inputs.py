@@ -83,6 +83,8 @@ def input_from_example(example_input, input_scale: float | None = None,
     steps = x.shape[0]
     if steps < 1 or x.shape[1] < 1:
         raise UnsupportedModelError("example_input needs at least one step and one sample")
+    if not np.all(np.isfinite(x)):
+        raise UnsupportedModelError("example_input contains NaN or Inf")
     if not np.array_equal(x, np.broadcast_to(x[:1], x.shape)):
         raise UnsupportedModelError(
             "example_input changes over time; neurocompile presents the same input at every "
