@@ -1,0 +1,126 @@
+"""The seed papers' architectures as their authors write them (``public_style.py``: our own
+models in the style of the public model code), through ``neurocompile.compile`` with the
+batch-first ``(B, C, H, W)`` example their forward takes: compile, float graph == module forward
+spike for spike (checked here independently of the compiler's proof), Lava == integer reference.
+What has no lowering yet is refused, every problem named by ``check``."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import neurocompile
+import public_style as ps
+from conftest import assert_lava_bit_exact
+from neurocompile.backends.reference import run_float
+
+T = 4
+
+
+def _images(digits, n):
+    return digits.test_x[:n]
+
+
+def _example(images) -> torch.Tensor:
+    return torch.tensor(images / 16, dtype=torch.float32)
+
+
+def _spiking_head(self, x):
+    """The Spike-driven Transformer with its head LIF on every token before the mean (the public
+    head averages membrane potentials over the tokens first, which has no Loihi form yet)."""
+    x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+    x, _ = self.patch_embed(x)
+    for blk in self.block:
+        x, _ = blk(x)
+    return self.head(self.head_lif(x).flatten(3).mean(3)).mean(0)
+
+
+def _sdt_spiking_head(seed):
+    model = ps.make_active(ps.SpikeDrivenTransformer(pooling_stat="1100"), seed)
+    model.forward = types.MethodType(_spiking_head, model)
+    return model
+
+
+def _layouts(spikes: np.ndarray):
+    """The module's (T, B, ...) spikes as (B, T, ...) in the layouts a graph node may hold them:
+    as they are, channels-first (C, N) or images (C, H, W) as tokens (N, C)."""
+    s = np.moveaxis(spikes, 0, 1)
+    yield s
+    if s.ndim >= 4:
+        yield s.reshape(s.shape[:3] + (-1,)).swapaxes(-1, -2)
+
+
+MODELS = {
+    "spikformer_cifar": lambda seed: ps.make_active(ps.SpikformerCifar(), seed),
+    "spikformer_imagenet": lambda seed: ps.make_active(ps.SpikformerImageNet(), seed),
+    "sdt_spiking_head": _sdt_spiking_head,
+}
+
+
+@pytest.fixture(scope="module")
+def compiled_models(digits):
+    out = {}
+    for name, make in MODELS.items():
+        model = make(1)
+        out[name] = (model, neurocompile.compile(model, _example(_images(digits, 4))))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_compiles_and_reproduces_the_module(name, compiled_models, digits):
+    model, compiled = compiled_models[name]
+    assert compiled.steps == T and compiled.overflow_proven and not compiled.limits
+    images = digits.test_x[10:26]
+    with neurocompile.frontend.trace.record.float64(model):
+        logits, spikes = ps.run_with_spikes(model, torch.from_numpy(images / 16))
+    graph = compiled.float_graph
+    used = [n for n in spikes if n in graph.nodes]
+    trace = run_float(graph, images, T, record=used)
+    np.testing.assert_allclose(trace.logits, logits.numpy(), rtol=0, atol=1e-9)
+    assert len(used) >= 10
+    for path in used:
+        got = trace.outputs[path]
+        assert any(np.array_equal(got, view.reshape(got.shape))
+                   for view in _layouts(spikes[path].numpy())), path
+    assert sum(int(trace.outputs[p].sum()) for p in used) > 0
+
+
+def test_imagenet_token_layers_are_linear_layers(compiled_models):
+    _, compiled = compiled_models["spikformer_imagenet"]
+    graph = compiled.float_graph
+    assert type(graph["block.0.attn.q_conv"].op).__name__ == "Linear"   # Conv1d, kernel 1
+    assert type(graph["block.0.attn.ssa"].op).__name__ == "SSA"
+
+
+def test_sdsa_lowers_to_spike_logic(compiled_models):
+    _, compiled = compiled_models["sdt_spiking_head"]
+    kinds = {type(n.op).__name__ for n in compiled.float_graph}
+    assert {"TokenSum", "SpikeAnd", "SpikeBroadcast", "CurrentSum"} <= kinds
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_lava_equals_the_integer_reference(name, compiled_models, digits):
+    _, compiled = compiled_models[name]
+    assert_lava_bit_exact(compiled.quantized.graph, digits.test_x[:3], T)
+
+
+def test_spike_driven_transformer_as_written_names_every_problem(digits):
+    model = ps.make_active(ps.SpikeDrivenTransformer(pooling_stat="1111"), 0)
+    problems = neurocompile.check(model, _example(_images(digits, 3)))
+    assert problems == [
+        "patch_embed.maxpool3: max_pool2d: max-pooling of current (patch_embed.proj_bn3) has no "
+        "neurocore form; pool the spikes of a neuron (an OR)"]
+    model = ps.make_active(ps.SpikeDrivenTransformer(pooling_stat="1100"), 0)
+    assert neurocompile.check(model, _example(_images(digits, 3))) == [
+        "SpikeDrivenTransformer: mean: averages current (block.0.mlp.add); the readout averages "
+        "spikes"]
+
+
+def test_qkformer_names_what_has_no_view_yet(digits):
+    model = ps.make_active(ps.QKFormer(), 0)
+    problems = neurocompile.check(model, _example(_images(digits, 3)))
+    assert problems and all(p.startswith("patch_embed2.") and "no view" in p for p in problems)
