@@ -272,6 +272,9 @@ class _Values:
             x = self(self.graph[name].inputs[0])
             b, t, c, h, w = x.shape
             value = x.reshape(b, t, c, h * w).swapaxes(-1, -2)
+        elif isinstance(op, ir.Image):
+            x = self(self.graph[name].inputs[0])
+            value = x.swapaxes(-1, -2).reshape(x.shape[:2] + self.graph.shape(name))
         elif isinstance(op, ir.Flatten):
             x = self(self.graph[name].inputs[0])
             value = x.reshape(x.shape[0], x.shape[1], -1)
@@ -294,7 +297,7 @@ class _Values:
 #: element-wise sums of their inputs (rebuilt when not recorded; relays on the chip)
 _SUMS = (ir.Add, ir.CurrentSum, ir.CoincidenceInput)
 #: structural nodes: no layer of their own
-_STRUCTURAL = (ir.Input, ir.Add, ir.CurrentSum, ir.Tokens, ir.Flatten, ir.Readout,
+_STRUCTURAL = (ir.Input, ir.Add, ir.CurrentSum, ir.Tokens, ir.Image, ir.Flatten, ir.Readout,
                ir.SpikeBroadcast)
 
 
@@ -303,7 +306,7 @@ def _real_valued(graph: ir.Graph, name: str) -> bool:
     op = graph[name].op
     if isinstance(op, ir.Input):
         return True
-    if isinstance(op, (ir.Tokens, ir.Flatten, ir.Add, ir.CurrentSum)):
+    if isinstance(op, (ir.Tokens, ir.Image, ir.Flatten, ir.Add, ir.CurrentSum)):
         return any(_real_valued(graph, i) for i in graph[name].inputs)
     return False
 
@@ -399,7 +402,7 @@ def layer_groups(graph: ir.Graph) -> list[LayerGroup]:
 
 
 #: nodes whose values are no message of their own (views, broadcasts, the host's readout)
-_NO_MESSAGES = (ir.Tokens, ir.Flatten, ir.SpikeBroadcast, ir.Readout)
+_NO_MESSAGES = (ir.Tokens, ir.Image, ir.Flatten, ir.SpikeBroadcast, ir.Readout)
 
 
 def _step_nonzero(x: np.ndarray) -> np.ndarray:

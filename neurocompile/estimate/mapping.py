@@ -424,7 +424,7 @@ class _Builder:
     def resolve(self, name: str) -> str:
         """The population (or HOST) whose messages carry the value of node ``name``."""
         op = self.graph[name].op
-        if isinstance(op, (ir.Tokens, ir.Flatten)):
+        if isinstance(op, (ir.Tokens, ir.Image, ir.Flatten)):
             return self.resolve(self.graph[name].inputs[0])
         if isinstance(op, ir.Input):
             return HOST

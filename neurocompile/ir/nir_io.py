@@ -126,6 +126,15 @@ def _tokens(op, shape_in, shape_out):
     return nir.Flatten(np.array(shape_in), start_dim=1, end_dim=-1)
 
 
+def _image(op, shape_in, shape_out):
+    """NIR 1.0 has no node that reshapes (C, N) to (C, H, W), and its type inference rejects a
+    subgraph whose input and output types differ in rank."""
+    raise NeurocompileError(f"an Image view {shape_in} -> {shape_out} (token stages read as "
+                            "images, as in QKFormer) has no NIR form yet, so such a model cannot "
+                            "be written as a bundle; simulate it from Python "
+                            "(neurocompile.backends.lava.simulate.run_lava)")
+
+
 def _flatten(op, shape_in, shape_out):
     if len(shape_in) == 2:
         raise NeurocompileError(f"a Flatten of tokens {shape_in} has no NIR form (tokens are "
@@ -282,6 +291,7 @@ CODECS: dict[type, Codec] = {
                            "read scale * x, integer graphs read x; the same x at every step"),
     structure.Add: Codec(_add, "sum of the inputs (NIR sums edges into a node)"),
     structure.Tokens: Codec(_tokens, "tokens n = h * W + w; " + _TOKENS_NOTE),
+    structure.Image: Codec(_image, "no NIR form (refused with a message)"),
     structure.Flatten: Codec(_flatten, "row-major flatten of a sample: torch.flatten(x, 1)"),
     structure.SpikeMaxPool: Codec(_max_pool, "max-pool of binary spikes = OR = "
                                   "(zero-padded window sum > 0)"),

@@ -64,6 +64,29 @@ class Tokens(Op):
 
 
 @dataclass(eq=False)
+class Image(Op):
+    """Tokens back to an image: (N, C) -> (C, H, W) with N = H*W in row-major order, the inverse
+    of ``Tokens``: ``y[c, h, w] = x[h*W + w, c]``. A view (values pass unchanged); hierarchical
+    models (QKFormer) read token stages with convolutions."""
+
+    height: int
+    width: int
+
+    def __post_init__(self):
+        if type(self.height) is not int or type(self.width) is not int \
+                or self.height < 1 or self.width < 1:
+            raise ValueError(f"Image: height and width must be positive ints, got "
+                             f"{self.height!r}, {self.width!r}")
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if len(shape) != 2 or shape[0] != self.height * self.width:
+            raise ValueError(f"Image expects tokens (H*W, C) = ({self.height * self.width}, C), "
+                             f"got {shape}")
+        return (shape[1], self.height, self.width)
+
+
+@dataclass(eq=False)
 class Flatten(Op):
     """Flatten a sample into a vector in row-major order (``torch.flatten(x, 1)`` per batch).
 

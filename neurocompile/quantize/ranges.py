@@ -26,7 +26,7 @@ def value_ranges(graph: ir.Graph) -> dict[str, ValueRange]:
             ranges[node.name] = ValueRange(int(op.max_value), float(op.scale))
         elif op.spiking:
             ranges[node.name] = ValueRange(1, 1.0)
-        elif isinstance(op, (ir.Tokens, ir.Flatten, ir.SpikeBroadcast)) \
+        elif isinstance(op, (ir.Tokens, ir.Image, ir.Flatten, ir.SpikeBroadcast)) \
                 and node.inputs[0] in ranges:
             # views of a tensor (a Tokens view of membrane currents has no integer range)
             ranges[node.name] = ranges[node.inputs[0]]

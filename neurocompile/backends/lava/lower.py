@@ -25,6 +25,7 @@ Mapping (stock Lava processes wherever the math allows):
 * ``Tokens`` -> nothing but a reshape of the ports: (W, H, C) -> (N, C, 1), so Lava's token order
   is w-major (n = w*H + h) where PyTorch's is row-major. Attention is permutation-equivariant and
   the readout averages, so results are unchanged; ``to_reference`` maps recordings back;
+  ``Image`` reshapes such tokens back to (W, H, C) (only tokens that came from that image grid);
 * vectors (F,) are Lava (1, F, 1), one token of F features;
 * ``Flatten`` -> nothing but a reshape of the ports to (1, F, 1): the flat Lava element i holds
   the reference element ``order[i]`` (Lava's (W, H, C) layout is not torch's (C, H, W)), so the
@@ -295,6 +296,12 @@ class _Builder:
             if isinstance(op, ir.Tokens):
                 _, h, w = self.graph.shape(node.inputs[0])
                 self.out.grid[node.name] = (h, w)
+                self.out.ports[node.name] = self.out.ports[node.inputs[0]]
+            elif isinstance(op, ir.Image):
+                if self.out.grid.pop(node.name, None) != (op.height, op.width):
+                    raise GraphError(f"{node.name}: its tokens do not come from an image of "
+                                     f"{op.height}x{op.width}, so Lava's token order is not "
+                                     "that image's")
                 self.out.ports[node.name] = self.out.ports[node.inputs[0]]
             elif isinstance(op, ir.Add):
                 self.out.ports[node.name] = [p for i in node.inputs for p in self.out.ports[i]]

@@ -38,13 +38,16 @@ def _record_in_lava(graph: ir.Graph, images: np.ndarray, steps: int, chunk: int)
 
 
 def _host_value(graph: ir.Graph, name: str, outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """Values of nodes with no process of their own (Add, Tokens, Flatten), from the recordings."""
+    """Values of nodes with no process of their own (Add, Tokens, Image, Flatten), from the
+    recordings."""
     if name in outputs:
         return outputs[name].astype(np.int64)
     node = graph[name]
     parts = [_host_value(graph, i, outputs) for i in node.inputs]
     if isinstance(node.op, ir.Add):
         return sum(parts[1:], parts[0])
+    if isinstance(node.op, ir.Image):
+        return parts[0].swapaxes(-1, -2).reshape(parts[0].shape[:2] + graph.shape(name))
     if isinstance(node.op, ir.Flatten):
         return parts[0].reshape(parts[0].shape[:2] + (-1,))
     if isinstance(node.op, ir.Tokens):

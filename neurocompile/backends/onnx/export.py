@@ -153,7 +153,7 @@ def value_bounds(graph: ir.Graph) -> dict[str, int]:
             bounds[node.name] = ins[0]
         elif op.spiking:
             bounds[node.name] = 1
-        elif isinstance(op, (ir.Add, ir.Tokens, ir.Flatten)):
+        elif isinstance(op, (ir.Add, ir.Tokens, ir.Image, ir.Flatten)):
             bounds[node.name] = sum(ins)
         elif isinstance(op, (ir.IntConv2d, ir.IntLinear)):
             bounds[node.name] = _accumulator_bound(op, ins[0])
@@ -213,6 +213,13 @@ def _tokens(ctx, node, xs, state):
     c, h, w = ctx.graph.shape(node.inputs[0])
     flat = b.op("Reshape", [xs[0], b.const([0, c, h * w])])
     return b.op("Transpose", [flat], perm=[0, 2, 1])
+
+
+def _image(ctx, node, xs, state):
+    b, op = ctx.builder, node.op
+    channels = ctx.graph.shape(node.inputs[0])[1]
+    x = b.op("Transpose", [xs[0]], perm=[0, 2, 1])
+    return b.op("Reshape", [x, b.const([0, channels, op.height, op.width])])
 
 
 def _flatten(ctx, node, xs, state):
@@ -292,7 +299,7 @@ Emitter = Callable[[Context, ir.Node, list, dict], str]
 
 EMITTERS: dict[type, Emitter] = {
     ir.Input: _input, ir.IntConv2d: _int_conv2d, ir.IntLinear: _int_linear,
-    ir.LoihiLIF: _loihi_lif, ir.IntSSA: _int_ssa, ir.Add: _add, ir.Tokens: _tokens,
+    ir.LoihiLIF: _loihi_lif, ir.IntSSA: _int_ssa, ir.Add: _add, ir.Tokens: _tokens, ir.Image: _image,
     ir.SpikeMaxPool: _spike_max_pool, ir.Flatten: _flatten, ir.Readout: _readout,
 }
 

@@ -18,6 +18,12 @@ def tokens(op, xs, state, t):
     return x.reshape(b, c, h * w).transpose(0, 2, 1).copy()
 
 
+def image(op, xs, state, t):
+    """Tokens (B, N, C) -> images (B, C, H, W)."""
+    x = xs[0]
+    return x.transpose(0, 2, 1).reshape(x.shape[0], x.shape[2], op.height, op.width).copy()
+
+
 def flatten(op, xs, state, t):
     """Row-major flatten of every sample (``torch.flatten(x, 1)``)."""
     return xs[0].reshape(xs[0].shape[0], -1)

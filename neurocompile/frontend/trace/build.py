@@ -16,7 +16,7 @@ import torch
 from ... import ir
 from ...errors import UnsupportedModelError
 from .layout import Atom, Axes
-from .lower import Lowering
+from .lower import Lowering, channel_group
 from .values import CURRENT, INTEGER, PENDING, POISON, SPIKES, Pooled, Value
 
 
@@ -83,15 +83,15 @@ def _readout(L: Lowering, value: Value, per_step: bool) -> tuple[str, ir.Readout
     if value.kind == PENDING and isinstance(value.pending, Pooled):
         p = value.pending
         form = L.form(p.node)
-        channel = form[-1]
-        others = {a for g in form[:-1] for a in g}
+        channel = channel_group(form)
+        others = {a for g in form if g != channel for a in g}
         reduced = set(p.reduced) - {L.time}
         if reduced != others:
             raise UnsupportedModelError(
                 f"the readout averages {p.node} over part of its positions; neurocompile's "
                 "readout averages over every token (and time)")
-        node = L.as_form(Value(SPIKES, p.node), ((tuple(a for g in form[:-1] for a in g),
-                                                  channel) if others else (channel,)),
+        positions = tuple(a for g in form if g != channel for a in g)
+        node = L.as_form(Value(SPIKES, p.node), (positions, channel) if others else (channel,),
                          "", "readout")
         weight = p.weight if p.weight is not None else np.eye(channel_size(channel)) * p.scale
         bias = np.broadcast_to(np.asarray(p.bias, dtype=np.float64), weight.shape[:1]).copy()

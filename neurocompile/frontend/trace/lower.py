@@ -119,6 +119,10 @@ class Lowering:
             op, base = ir.Tokens(), f"{node}.tokens"
         elif len(want) == 1 and want[0] == flat and len(have) > 1:
             op, base = ir.Flatten(), f"{node}.flatten"
+        elif len(have) == 2 and len(want) == 3 and have == (want[1] + want[2], want[0]) \
+                and self.info[node].kind in (SPIKES, INTEGER):
+            h, w = (int(np.prod([a.size for a in g])) for g in want[1:])
+            op, base = ir.Image(h, w), f"{node}.image"
         else:
             raise Refusal(f"{what} reads {node} in a layout the IR has no view for "
                           f"(node axes {_fmt(have)}, wanted {_fmt(want)})")
@@ -872,13 +876,18 @@ def pooled_linear(L, path, args, kwargs, out) -> Value:
     b = np.zeros(w.shape[0]) if b is None else b
     channel = L.atoms.axes(p.axes)[-1]
     if p.weight is None:
-        if channel != L.form(p.node)[-1]:
+        if channel != channel_group(L.form(p.node)):
             raise Refusal(f"the head reads {p.node} over an axis that is not its channel axis")
         weight, bias = w * p.scale, b
     else:
         weight, bias = w @ p.weight, w @ p.bias + b
     c = L.atoms.new(w.shape[0], "k")
     return Value(PENDING, pending=Pooled(p.node, p.reduced, p.axes[:-1] + ((c,),), weight, bias))
+
+
+def channel_group(form: Axes):
+    """The channel axis of a node's layout: C of an image (C, H, W), else the last axis."""
+    return form[0] if len(form) == 3 else form[-1]
 
 
 def linear_any(L, path, args, kwargs, out):
