@@ -157,3 +157,17 @@ def test_qkformer_stages_read_tokens_as_images(compiled_models):
     assert images and all(graph.shape(n.name)[1:] in ((8, 8), (4, 4), (2, 2)) for n in images)
     kinds = {type(n.op).__name__ for n in graph}
     assert {"HeadSum", "SpikeAnd", "SpikeBroadcast", "SSA"} <= kinds
+
+
+@pytest.mark.parametrize("name", ["spikformer_cifar", "spikformer_imagenet", "sdt_spiking_head"])
+def test_bundle_round_trip(name, compiled_models, digits, tmp_path):
+    """The bundle keeps the traced float graph (source.nir) and the integer graph."""
+    from neurocompile.backends.reference import run_int
+
+    _, compiled = compiled_models[name]
+    bundle = neurocompile.read_bundle(compiled.save(tmp_path / name))
+    images = digits.test_x[:8]
+    np.testing.assert_array_equal(bundle.float_predictions(images),
+                                  run_float(compiled.float_graph, images, T).predictions())
+    np.testing.assert_array_equal(run_int(bundle.graph, images, T).logits,
+                                  run_int(compiled.quantized.graph, images, T).logits)

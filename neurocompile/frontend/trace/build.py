@@ -16,7 +16,8 @@ import torch
 from ... import ir
 from ...errors import UnsupportedModelError
 from .layout import Atom, Axes
-from .lower import Lowering, channel_group
+from .lower import Lowering
+from .patterns.readout import channel_group
 from .values import CURRENT, INTEGER, PENDING, POISON, SPIKES, Pooled, Value
 
 

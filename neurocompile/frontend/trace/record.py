@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from ...errors import UnsupportedModelError
 from .lower import Lowering
+from .patterns import HANDLERS
 from .neurons import neuron_spec, reset_states
 
 _LOW_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
@@ -80,7 +81,7 @@ class Recorder:
     def __init__(self, module: nn.Module):
         self.module = module
         self.paths = {id(m): name for name, m in module.named_modules()}
-        self.lowering = Lowering({})
+        self.lowering = Lowering({}, HANDLERS)
         self.stack: list[str] = []
         self.leaf_depth = 0
         self.specs: dict[int, tuple] = {}

@@ -1,0 +1,143 @@
+"""Patterns for synapses and pooling: linear, 1x1 conv1d (token layers), conv2d (a 1x1 conv2d
+over tokens is a token Linear), batch_norm, max_pool2d of spikes, dropout at inference."""
+from __future__ import annotations
+
+import numpy as np
+
+from .... import ir
+from ..lower import Refusal, arg, describe, owner_name, int_pair, weight_of, need_node
+from ..values import CURRENT, INPUT, INTEGER, SPIKES, Value
+
+
+def linear(L, path, args, kwargs, out):
+    x = need_node(L, L.value(args[0]), "linear", (INPUT, SPIKES, INTEGER))
+    w, wid = weight_of(L, args[1], "linear weight")
+    b, bid = weight_of(L, arg(args, kwargs, 2, "bias"), "linear bias")
+    axes = L.atoms.axes(x.axes)
+    channel = axes[-1]
+    sample = L.sample_atoms(x) if L.form(x.node) else None
+    if sample is None:  # the raw input: everything but the channel axis is batch or time
+        rest = ()
+    else:
+        rest = tuple(a for g in axes[:-1] for a in g if a in sample)
+    want = ((rest, channel) if rest else (channel,))
+    node = L.as_form(x, want, path, "linear")
+    c = L.atoms.new(w.shape[0], "c")
+    op = ir.Linear(w * x.scale, b if b is not None else np.zeros(w.shape[0]))
+    name = L.add_node(("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op, [node],
+                      (*want[:-1], (c,)), CURRENT)
+    return Value(CURRENT, name, x.axes[:-1] + (L.info[name].form[-1],))
+
+
+def conv2d(L, path, args, kwargs, out):
+    x = need_node(L, L.value(args[0]), "conv2d", (INPUT, SPIKES, INTEGER))
+    w, wid = weight_of(L, args[1], "conv2d weight")
+    b, bid = weight_of(L, arg(args, kwargs, 2, "bias"), "conv2d bias")
+    stride = int_pair(arg(args, kwargs, 3, "stride", 1), "stride")
+    padding = arg(args, kwargs, 4, "padding", 0)
+    if padding == "same":
+        padding = w.shape[-1] // 2 if w.shape[-1] % 2 else "same"
+    padding = 0 if padding == "valid" else int_pair(padding, "padding")
+    if int_pair(arg(args, kwargs, 5, "dilation", 1), "dilation") != 1:
+        raise Refusal("dilation other than 1 is not supported")
+    if w.shape[-1] != w.shape[-2]:
+        raise Refusal(f"kernel {tuple(w.shape[-2:])} is not square")
+    groups = int(arg(args, kwargs, 6, "groups", 1))
+    axes = L.atoms.axes(x.axes)
+    if len(axes) != 4:
+        raise Refusal(f"conv2d input must be (batch, C, H, W), got {len(axes)} axes")
+    pointwise = w.shape[-1] == 1 and stride == 1 and padding == 0 and groups == 1
+    if pointwise and len(L.form(x.node)) == 2:  # a 1x1 conv over tokens is a token Linear
+        node = L.as_form(x, (axes[2] + axes[3], axes[1]), path, "conv2d")
+        c = L.atoms.new(w.shape[0], "c")
+        op = ir.Linear(w[:, :, 0, 0] * x.scale, b if b is not None else np.zeros(w.shape[0]))
+        name = L.add_node(("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op,
+                          [node], (axes[2] + axes[3], (c,)), CURRENT)
+        return Value(CURRENT, name, (x.axes[0], (c,), x.axes[2], x.axes[3]))
+    node = L.as_form(x, axes[1:], path, "conv2d")
+    L.outer_ok(Value(x.kind, node), axes[:1], "conv2d")
+    op = ir.Conv2d(w * x.scale, b if b is not None else np.zeros(w.shape[0]), stride, padding,
+                   groups)
+    h, wd = out.shape[-2:]
+    form = ((L.atoms.new(w.shape[0], "c"),), (L.atoms.new(h, "h"),), (L.atoms.new(wd, "w"),))
+    name = L.add_node(("conv2d", wid, bid, node, stride, padding, groups, x.scale),
+                      owner_name(L, args[1], path), op, [node], form, CURRENT)
+    return Value(CURRENT, name, x.axes[:1] + L.info[name].form)
+
+
+def conv1d(L, path, args, kwargs, out):
+    """A 1x1 Conv1d over (batch, C, N) tokens is a token-wise Linear."""
+    x = need_node(L, L.value(args[0]), "conv1d", (INPUT, SPIKES, INTEGER))
+    w, wid = weight_of(L, args[1], "conv1d weight")
+    b, bid = weight_of(L, arg(args, kwargs, 2, "bias"), "conv1d bias")
+    options = [arg(args, kwargs, i, n, d) for i, n, d in
+               ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1), (6, "groups", 1))]
+    if w.shape[-1] != 1 or [int_pair(o, "option") if not isinstance(o, str) else o
+                            for o in options] not in ([1, 0, 1, 1], [1, "valid", 1, 1],
+                                                      [1, "same", 1, 1]):
+        raise Refusal("only kernel-size-1 Conv1d (a token-wise linear layer) is supported")
+    axes = L.atoms.axes(x.axes)
+    if len(axes) != 3:
+        raise Refusal("conv1d input must be (batch, C, N)")
+    node = L.as_form(x, (axes[2], axes[1]), path, "conv1d")
+    L.outer_ok(Value(x.kind, node), axes[:1], "conv1d")
+    c = L.atoms.new(w.shape[0], "c")
+    op = ir.Linear(w[:, :, 0] * x.scale, b if b is not None else np.zeros(w.shape[0]))
+    name = L.add_node(("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op, [node],
+                      (axes[2], (c,)), CURRENT)
+    return Value(CURRENT, name, (x.axes[0], (c,), x.axes[2]))
+
+
+def batch_norm(L, path, args, kwargs, out):
+    x = need_node(L, L.value(args[0]), "batch_norm", (CURRENT,))
+    mean, mid = weight_of(L, args[1], "running_mean")
+    var, _ = weight_of(L, args[2], "running_var")
+    gamma, _ = weight_of(L, arg(args, kwargs, 3, "weight"), "weight")
+    beta, _ = weight_of(L, arg(args, kwargs, 4, "bias"), "bias")
+    if mean is None or bool(arg(args, kwargs, 5, "training", False)):
+        raise Refusal("BatchNorm in training mode or without running statistics cannot be "
+                      "folded; call model.eval() and use track_running_stats=True")
+    eps = float(arg(args, kwargs, 7, "eps", 1e-5))
+    axes = L.atoms.axes(x.axes)
+    form = L.form(x.node)
+    if len(axes) < 2 or axes[1] not in form:
+        raise Refusal("normalises an axis that is not the channel axis of its input")
+    channel_axis = form.index(axes[1])
+    channel_axis = 0 if len(form) == 3 and channel_axis == 0 else -1
+    if channel_axis == -1 and form.index(axes[1]) != len(form) - 1:
+        raise Refusal("normalises an axis that is not the channel axis of its input")
+    n = mean.shape[0]
+    op = ir.BatchNorm(mean, var, gamma if gamma is not None else np.ones(n),
+                      beta if beta is not None else np.zeros(n), eps, channel_axis)
+    if x.scale != 1.0:
+        raise Refusal("BatchNorm of a scaled current is not supported")
+    name = L.add_node(("bn", mid, x.node), owner_name(L, args[1], path), op, [x.node],
+                      L.info[x.node].form, CURRENT)
+    return Value(CURRENT, name, x.axes)
+
+
+def max_pool2d(L, path, args, kwargs, out):
+    x = L.value(args[0])
+    if x.kind != SPIKES or x.scale != 1.0:
+        raise Refusal(f"max-pooling of {describe(x)} has no neurocore form; pool the spikes "
+                      "of a neuron (an OR)")
+    kernel = int_pair(arg(args, kwargs, 1, "kernel_size"), "kernel_size")
+    stride = arg(args, kwargs, 2, "stride", None)
+    stride = kernel if stride in (None, [], ()) else int_pair(stride, "stride")
+    padding = int_pair(arg(args, kwargs, 3, "padding", 0), "padding")
+    if int_pair(arg(args, kwargs, 4, "dilation", 1), "dilation") != 1 \
+            or arg(args, kwargs, 5, "ceil_mode", False) \
+            or arg(args, kwargs, 6, "return_indices", False):
+        raise Refusal("dilation, ceil_mode and return_indices are not supported")
+    if 2 * padding > kernel:
+        raise Refusal("padding larger than half the kernel is not supported")
+    axes = L.atoms.axes(x.axes)
+    if len(axes) != 4:
+        raise Refusal("max_pool2d input must be (batch, C, H, W)")
+    node = L.as_form(x, axes[1:], path, "max_pool2d")
+    L.outer_ok(Value(x.kind, node), axes[:1], "max_pool2d")
+    h, w = out.shape[-2:]
+    form = (axes[1], (L.atoms.new(h, "h"),), (L.atoms.new(w, "w"),))
+    name = L.add_node(("pool", node, kernel, stride, padding), path or "max_pool",
+                      ir.SpikeMaxPool(kernel, stride, padding), [node], form, SPIKES)
+    return Value(SPIKES, name, x.axes[:1] + L.info[name].form)
