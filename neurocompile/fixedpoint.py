@@ -187,3 +187,18 @@ def nsad_attention_map(q: np.ndarray, k: np.ndarray, heads: int, table: np.ndarr
     scores = split_heads(q, heads) @ split_heads(k, heads).swapaxes(-1, -2)
     table = np.asarray(table, dtype=np.int64)
     return table[np.arange(heads)[:, None, None], scores]
+
+
+def max_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """Max over each ``kernel`` x ``kernel`` window of the last two axes (..., H, W), exact for any
+    integers; padded positions never win (torch's ``max_pool2d``)."""
+    h, w = x.shape[-2:]
+    low = np.iinfo(np.int64).min if x.dtype.kind in "iu" else -np.inf
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2, constant_values=low)
+    out_h, out_w = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    result = None
+    for a in range(kernel):
+        for b in range(kernel):
+            window = padded[..., a:a + stride * out_h:stride, b:b + stride * out_w:stride]
+            result = window if result is None else np.maximum(result, window)
+    return result

@@ -497,6 +497,25 @@ class _Counter:
                     steps=dict(sops=qk_steps + av_steps, graded_sops=av_steps,
                                attention_qk_ops=qk_steps, attention_av_ops=av_steps))
 
+    def current_pool(self, node: ir.Node) -> dict:
+        """A max-pool of currents on the x86 cores: every step each output compares its whole
+        window (kernel^2 - 1 comparisons, dense: the cores read every current), counted as x86
+        operations (``attention_qk_ops``), not synaptic operations."""
+        op: ir.CurrentMaxPool = node.op
+        src = node.inputs[0]
+        x = self.values(src)
+        outputs = int(np.prod(self.graph.shape(node.name)))
+        per_step = outputs * (op.kernel * op.kernel - 1) * self.samples
+        compare_steps = np.full(self.steps, per_step, dtype=np.int64)
+        elements = int(np.prod(self.graph.shape(src)))
+        return dict(sops=0, graded_sops=0, attention_qk_ops=int(compare_steps.sum()),
+                    attention_av_ops=0, nonzero=int(np.count_nonzero(x)),
+                    elements=elements * self.samples * self.steps,
+                    payload_bits=self.payload_bits(src), fan_out_total=0,
+                    flops=outputs * op.kernel * op.kernel, first=False, analytic=0.0, macs=0.0,
+                    steps=dict(sops=self.zeros(), graded_sops=self.zeros(),
+                               attention_qk_ops=compare_steps, attention_av_ops=self.zeros()))
+
     def pool(self, node: ir.Node) -> dict:
         op: ir.SpikeMaxPool = node.op
         src = node.inputs[0]
@@ -636,6 +655,8 @@ class _Counter:
 register_counting_rule(ir.IntConv2d, "conv")(_Counter.synapse)
 register_counting_rule(ir.IntLinear, "linear")(_Counter.synapse)
 register_counting_rule(ir.IntSSA, "attention")(_Counter.attention)
+#: x86 work like the attention products ("attention" kind: the mapper puts it on the x86 cores)
+register_counting_rule(ir.CurrentMaxPool, "attention")(_Counter.current_pool)
 
 
 def count_activity(graph: ir.Graph, trace, *, count_zero_weights: bool = True) -> ActivityCounts:

@@ -1,4 +1,6 @@
-"""Membrane shortcuts: residual streams of real-valued currents (Spike-driven Transformer)."""
+"""Ops on real-valued currents: membrane shortcuts (Spike-driven Transformer) and max-pooling of
+a synapse's output before its neuron (the Spike-driven Transformer's and QKFormer's patch
+embeddings pool BatchNorm outputs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,3 +27,34 @@ class CurrentSum(Op):
         if len(set(input_shapes)) != 1:
             raise ValueError(f"CurrentSum inputs have different shapes {input_shapes}")
         return input_shapes[0]
+
+
+@dataclass(eq=False)
+class CurrentMaxPool(Op):
+    """Max-pooling of a synapse's output current before the neuron that reads it (C, H, W):
+    ``y[c, i, j] = max over the window of x[c, i*s - p + a, j*s - p + b]``, padding never wins
+    (torch's ``max_pool2d``). Exact in integers, and it commutes with the quantizer's positive
+    scale, so the integer graph keeps it as it is, between the integer synapse and its neuron
+    (whose bias, added after the max, is the synapse's per-channel bias).
+
+    Neurocores add synaptic currents, they cannot take a maximum: on Loihi 2 this runs on the
+    embedded x86 cores, like the attention products (a custom Lava process; the estimator
+    counts its comparisons as x86 work).
+    """
+
+    kernel: int
+    stride: int
+    padding: int
+
+    def __post_init__(self):
+        if self.kernel < 1 or self.stride < 1 or self.padding < 0 or self.padding * 2 > self.kernel:
+            raise ValueError(f"CurrentMaxPool: invalid kernel/stride/padding "
+                             f"{self.kernel}/{self.stride}/{self.padding}")
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if len(shape) != 3:
+            raise ValueError(f"CurrentMaxPool expects (C, H, W), got {shape}")
+        c, h, w = shape
+        size = lambda n: (n + 2 * self.padding - self.kernel) // self.stride + 1  # noqa: E731
+        return (c, size(h), size(w))

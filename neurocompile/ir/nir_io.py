@@ -149,6 +149,11 @@ def _max_pool(op: structure.SpikeMaxPool, shape_in, shape_out):
                          shape_in, shape_out), ["input", "pool", "threshold", "output"])
 
 
+def _current_max_pool(op: membrane.CurrentMaxPool, shape_in, shape_out):
+    pair = lambda n: np.array([n, n])  # noqa: E731
+    return nir.SumPool2d(pair(op.kernel), pair(op.stride), pair(op.padding))
+
+
 def _readout(op: structure.Readout, shape_in, shape_out):
     channel = _nir_array(np.broadcast_to(np.arange(shape_in[-1]), shape_in)).reshape(-1)
     tokens = int(np.prod(shape_in[:-1]))
@@ -292,6 +297,8 @@ CODECS: dict[type, Codec] = {
     structure.Add: Codec(_add, "sum of the inputs (NIR sums edges into a node)"),
     structure.Tokens: Codec(_tokens, "tokens n = h * W + w; " + _TOKENS_NOTE),
     structure.Image: Codec(_image, "no NIR form (refused with a message)"),
+    membrane.CurrentMaxPool: Codec(_current_max_pool, "max-pool of currents; NIR has no "
+                                   "max-pool: a SumPool2d stands in, the exact op is in metadata"),
     structure.Flatten: Codec(_flatten, "row-major flatten of a sample: torch.flatten(x, 1)"),
     structure.SpikeMaxPool: Codec(_max_pool, "max-pool of binary spikes = OR = "
                                   "(zero-padded window sum > 0)"),

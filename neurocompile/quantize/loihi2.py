@@ -235,7 +235,9 @@ def quantize(graph: ir.Graph, target: Target) -> QuantizedGraph:
             nodes_, info = _lower_neuron(graph, node, ranges, target)
             nodes.extend(nodes_)
             layers.append(info)
-            absorbed[node.inputs[0]] = node
+            absorbed[info.synapse] = node
+        elif isinstance(op, ir.CurrentMaxPool):
+            continue  # lowered together with the neuron it feeds (between synapse and neuron)
         elif isinstance(op, EXACT_OPS):
             nodes.append(ir.Node(node.name, op, list(node.inputs), dict(node.meta)))
         elif type(op) in SYNAPSE_RULES:
@@ -288,6 +290,12 @@ def _lower_neuron(graph, node, ranges, target):
     if len(node.inputs) != 1:
         raise QuantizationError(f"{node.name}: a neuron must have exactly one synapse input")
     syn_node = graph[node.inputs[0]]
+    pool = syn_node if isinstance(syn_node.op, ir.CurrentMaxPool) else None
+    if pool is not None:  # max(W x + b) = max(W x) + b per channel: the bias stays in the neuron
+        syn_node = graph[pool.inputs[0]]
+        if len(graph.users(pool.name)) != 1 or not isinstance(syn_node.op, ir.Conv2d):
+            raise QuantizationError(f"{pool.name}: a max-pool of currents must read a "
+                                    "convolution and feed one neuron population")
     if len(graph.users(syn_node.name)) != 1:
         raise QuantizationError(f"{syn_node.name}: feeds several nodes; Loihi synapses feed one "
                                 "neuron population")
@@ -298,8 +306,10 @@ def _lower_neuron(graph, node, ranges, target):
                                 f"{', '.join(t.__name__ for t in SYNAPSE_RULES)}")
     int_syn, lif, info = rule(graph, syn_node, node, ranges, target)
     info.synapse = syn_node.name
-    return [ir.Node(syn_node.name, int_syn, list(syn_node.inputs), dict(syn_node.meta)),
-            ir.Node(node.name, lif, [syn_node.name], dict(node.meta))], info
+    nodes = [ir.Node(syn_node.name, int_syn, list(syn_node.inputs), dict(syn_node.meta))]
+    if pool is not None:
+        nodes.append(ir.Node(pool.name, pool.op, [syn_node.name], dict(pool.meta)))
+    return nodes + [ir.Node(node.name, lif, [nodes[-1].name], dict(node.meta))], info
 
 
 def _quantize_attention(name: str, ssa: ir.SSA, neuron: ir.LeakyNeuron, tokens: int,

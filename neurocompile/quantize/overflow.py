@@ -50,6 +50,8 @@ def _synapse_bound(graph: ir.Graph, name: str, ranges) -> float:
         return float(op.a_in_bound(ranges[node.inputs[0]].max_value))
     if isinstance(op, (ir.IntSSABin, ir.IntXNORAttention, ir.IntNSADAttention)):
         return float(op.a_in_bound(*graph.shape(name)))
+    if isinstance(op, ir.CurrentMaxPool):  # a max of its synapse's currents: no larger
+        return _synapse_bound(graph, node.inputs[0], ranges)
     if isinstance(op, STREAM_OPS):  # a membrane shortcut: the neuron sums all its synapses
         return sum(_synapse_bound(graph, src, ranges) for src in node.inputs)
     bound = spike_logic.current_bound(graph, name)

@@ -52,30 +52,8 @@ def _layouts(spikes: np.ndarray):
         yield s.reshape(s.shape[:3] + (-1,)).swapaxes(-1, -2)
 
 
-def _stage_pooling_spikes(self, x):
-    """QKFormer's downsampling stage with its max-pool after ``proj4_lif`` (on spikes; the
-    public stage pools the BatchNorm output, which has no Loihi form yet)."""
-    T_, B, C, H, W = x.shape
-    h, w = ps._pooled(H), ps._pooled(W)
-    x = x.flatten(0, 1).contiguous()
-    x_feat = x
-    x = self.proj3_bn(self.proj3_conv(x)).reshape(T_, B, -1, H, W).contiguous()
-    x = self.proj3_lif(x).flatten(0, 1).contiguous()
-    x = self.proj4_bn(self.proj4_conv(x)).reshape(T_, B, -1, H, W).contiguous()
-    x = self.proj4_maxpool(self.proj4_lif(x).flatten(0, 1)).reshape(T_, B, -1, h, w)
-    x_feat = self.proj_res_bn(self.proj_res_conv(x_feat)).reshape(T_, B, -1, h, w).contiguous()
-    return x + self.proj_res_lif(x_feat)
-
-
-def _qkformer_pooling_spikes(seed):
-    model = ps.QKFormer()
-    for stage in (model.patch_embed2, model.patch_embed3):
-        stage.forward = types.MethodType(_stage_pooling_spikes, stage)
-    return ps.make_active(model, seed)
-
-
 MODELS = {
-    "qkformer_pooling_spikes": _qkformer_pooling_spikes,
+    "qkformer": lambda seed: ps.make_active(ps.QKFormer(), seed),
     "spikformer_cifar": lambda seed: ps.make_active(ps.SpikformerCifar(), seed),
     "spikformer_imagenet": lambda seed: ps.make_active(ps.SpikformerImageNet(), seed),
     "sdt_spiking_head": _sdt_spiking_head,
@@ -131,28 +109,28 @@ def test_lava_equals_the_integer_reference(name, compiled_models, digits):
     assert_lava_bit_exact(compiled.quantized.graph, digits.test_x[:3], T)
 
 
-def test_spike_driven_transformer_as_written_names_every_problem(digits):
-    model = ps.make_active(ps.SpikeDrivenTransformer(pooling_stat="1111"), 0)
-    problems = neurocompile.check(model, _example(_images(digits, 3)))
-    assert problems == [
-        "patch_embed.maxpool3: max_pool2d: max-pooling of current (patch_embed.proj_bn3) has no "
-        "neurocore form; pool the spikes of a neuron (an OR)"]
-    model = ps.make_active(ps.SpikeDrivenTransformer(pooling_stat="1100"), 0)
+@pytest.mark.parametrize("pooling_stat", ["1111", "0011", "1100"])
+def test_spike_driven_transformer_as_written_names_its_head(pooling_stat, digits):
+    """Its SPS pools membrane currents (compiled: ``CurrentMaxPool`` on the x86 cores); its head
+    averages the membrane over the tokens before ``head_lif``, which has no lowering yet."""
+    model = ps.make_active(ps.SpikeDrivenTransformer(pooling_stat=pooling_stat), 0)
     assert neurocompile.check(model, _example(_images(digits, 3))) == [
         "SpikeDrivenTransformer: mean: averages current (block.0.mlp.add); the readout averages "
         "spikes"]
 
 
-def test_qkformer_as_written_names_its_pooled_currents(digits):
-    model = ps.make_active(ps.QKFormer(), 0)
-    assert neurocompile.check(model, _example(_images(digits, 3))) == [
-        "patch_embed2.proj4_maxpool: max_pool2d: max-pooling of current (patch_embed2.proj4_bn) "
-        "has no neurocore form; pool the spikes of a neuron (an OR)"]
+def test_pooled_currents_run_on_the_x86_cores(compiled_models):
+    """QKFormer's downsampling stages pool BatchNorm outputs: ``CurrentMaxPool`` between the
+    integer conv and its neurons, x86 work for the estimator."""
+    graph = compiled_models["qkformer"][1].quantized.graph
+    pools = [n for n in graph if type(n.op).__name__ == "CurrentMaxPool"]
+    assert [p.name for p in pools] == ["patch_embed2.proj4_maxpool", "patch_embed3.proj4_maxpool"]
+    assert all(type(graph[p.inputs[0]].op).__name__ == "IntConv2d" for p in pools)
 
 
 def test_qkformer_stages_read_tokens_as_images(compiled_models):
     """Q-K token blocks end in tokens; the next stage's convolutions read them as an image."""
-    graph = compiled_models["qkformer_pooling_spikes"][1].float_graph
+    graph = compiled_models["qkformer"][1].float_graph
     images = [n for n in graph if type(n.op).__name__ == "Image"]
     assert images and all(graph.shape(n.name)[1:] in ((8, 8), (4, 4), (2, 2)) for n in images)
     kinds = {type(n.op).__name__ for n in graph}

@@ -11,6 +11,8 @@ Mapping (stock Lava processes wherever the math allows):
 * ``LoihiLIF`` -> ``LIFReset`` (reset every T steps, at the step each sample reaches the layer);
 * ``SpikeMaxPool`` -> a depthwise all-ones ``Conv`` into an OR neuron (``LIF``, vth 0, no memory);
 * ``IntSSA`` -> the custom ``SpikingSelfAttention`` process;
+* ``CurrentMaxPool`` (a Conv's currents pooled before its LIF) -> the custom ``CurrentMaxPool``
+  process (the embedded x86 cores' work on Loihi 2);
 * ``IntSSABin``, ``IntXNORAttention`` -> the custom ``MapAttention`` process, Gray-PE bits from a
   bias-driven ``LIF`` (``lower_map_attention.py``);
 * ``IntTemporalLinear`` (DS2TA's TASA) -> a Conv for tap 0 and, per older tap, a ``Sparse`` with
@@ -278,11 +280,23 @@ class _Builder:
             raise GraphError(f"{node.name}: q, k, v arrive at different depths {sorted(depths)}")
         return [(proc.a_out, depths.pop() + 1)]
 
+    def current_max_pool(self, node: ir.Node):
+        """``CurrentMaxPool`` -> the custom process, between the Conv and its neurons."""
+        from .processes.current_max_pool import CurrentMaxPool
+
+        op: ir.CurrentMaxPool = node.op
+        in_shape = self.shape_of(node.inputs[0])
+        proc = self.add_proc(CurrentMaxPool(in_shape=in_shape, out_shape=self.shape_of(node.name),
+                                            kernel=op.kernel, stride=op.stride,
+                                            padding=op.padding, name=node.name))
+        depth = self.connect_inputs(node.inputs, proc.a_in, in_shape)
+        return [(proc.a_out, depth + 1)]
+
     def build(self) -> Lowered:
         lowerings = {ir.Input: self.input_, ir.IntConv2d: self.synapse,
                      ir.IntLinear: self.synapse, ir.LoihiLIF: self.lif,
                      ir.SpikeMaxPool: self.max_pool, ir.IntSSA: self.ssa,
-                     ir.Flatten: self.flatten}
+                     ir.Flatten: self.flatten, ir.CurrentMaxPool: self.current_max_pool}
         lowerings.update({op: functools.partial(lower_op, self)
                           for op, lower_op in MAP_ATTENTION_LOWERINGS.items()})
         lowerings.update({op: functools.partial(lower_op, self)
@@ -323,6 +337,7 @@ def pipeline_depth(graph: ir.Graph) -> int:
     for node in graph:
         base = max((depth[i] for i in node.inputs), default=0)
         adds = isinstance(node.op, (ir.IntConv2d, ir.IntLinear, ir.IntSSA, ir.SpikeMaxPool,
+                                    ir.CurrentMaxPool,
                                     *MAP_ATTENTION_LOWERINGS, *SPIKE_LOGIC_SYNAPSES,
                                     *DS2TA_LOWERINGS))
         depth[node.name] = base + (1 if adds else 0)

@@ -149,7 +149,7 @@ def value_bounds(graph: ir.Graph) -> dict[str, int]:
         op, ins = node.op, [bounds.get(i, 0) for i in node.inputs]
         if isinstance(op, ir.Input):
             bounds[node.name] = int(op.max_value)
-        elif isinstance(op, ir.SpikeMaxPool):  # a max of its input (spikes: 0/1)
+        elif isinstance(op, (ir.SpikeMaxPool, ir.CurrentMaxPool)):  # a max of its input
             bounds[node.name] = ins[0]
         elif op.spiking:
             bounds[node.name] = 1
@@ -213,6 +213,14 @@ def _tokens(ctx, node, xs, state):
     c, h, w = ctx.graph.shape(node.inputs[0])
     flat = b.op("Reshape", [xs[0], b.const([0, c, h * w])])
     return b.op("Transpose", [flat], perm=[0, 2, 1])
+
+
+def _current_max_pool(ctx, node, xs, state):
+    b, op = ctx.builder, node.op
+    # ONNX MaxPool's padded positions never win, as in the reference; float64 holds the currents
+    y = b.op("MaxPool", [b.cast(xs[0], TensorProto.DOUBLE)], kernel_shape=[op.kernel] * 2,
+             strides=[op.stride] * 2, pads=[op.padding] * 4)
+    return b.cast(y, TensorProto.INT64)
 
 
 def _image(ctx, node, xs, state):
@@ -301,6 +309,7 @@ EMITTERS: dict[type, Emitter] = {
     ir.Input: _input, ir.IntConv2d: _int_conv2d, ir.IntLinear: _int_linear,
     ir.LoihiLIF: _loihi_lif, ir.IntSSA: _int_ssa, ir.Add: _add, ir.Tokens: _tokens, ir.Image: _image,
     ir.SpikeMaxPool: _spike_max_pool, ir.Flatten: _flatten, ir.Readout: _readout,
+    ir.CurrentMaxPool: _current_max_pool,
 }
 
 

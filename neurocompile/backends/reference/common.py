@@ -52,5 +52,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride: int, padding: int,
     return y.numpy()
 
 
+def current_max_pool(op, xs, state, t):
+    return fixedpoint.max_pool(xs[0], op.kernel, op.stride, op.padding)
+
+
 def spike_broadcast(op, xs, state, t):
     return fixedpoint.broadcast_spikes(xs[0], op.broadcast, op.size)

@@ -118,9 +118,10 @@ def batch_norm(L, path, args, kwargs, out):
 
 def max_pool2d(L, path, args, kwargs, out):
     x = L.value(args[0])
-    if x.kind != SPIKES or x.scale != 1.0:
-        raise Refusal(f"max-pooling of {describe(x)} has no neurocore form; pool the spikes "
-                      "of a neuron (an OR)")
+    current = x.kind == CURRENT and isinstance(L.g[x.node].op, (ir.Conv2d, ir.BatchNorm))
+    if not current and (x.kind != SPIKES or x.scale != 1.0):
+        raise Refusal(f"max-pooling of {describe(x)} is not supported; pool the spikes of a "
+                      "neuron (an OR) or the output of a convolution (before its neuron)")
     kernel = int_pair(arg(args, kwargs, 1, "kernel_size"), "kernel_size")
     stride = arg(args, kwargs, 2, "stride", None)
     stride = kernel if stride in (None, [], ()) else int_pair(stride, "stride")
@@ -138,6 +139,8 @@ def max_pool2d(L, path, args, kwargs, out):
     L.outer_ok(Value(x.kind, node), axes[:1], "max_pool2d")
     h, w = out.shape[-2:]
     form = (axes[1], (L.atoms.new(h, "h"),), (L.atoms.new(w, "w"),))
-    name = L.add_node(("pool", node, kernel, stride, padding), path or "max_pool",
-                      ir.SpikeMaxPool(kernel, stride, padding), [node], form, SPIKES)
-    return Value(SPIKES, name, x.axes[:1] + L.info[name].form)
+    op = (ir.CurrentMaxPool if current else ir.SpikeMaxPool)(kernel, stride, padding)
+    kind = CURRENT if current else SPIKES
+    name = L.add_node(("pool", node, kernel, stride, padding), path or "max_pool", op, [node],
+                      form, kind)
+    return Value(kind, name, x.axes[:1] + L.info[name].form)
