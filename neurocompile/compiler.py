@@ -125,16 +125,20 @@ def compile(module: torch.nn.Module, example_input: torch.Tensor | None = None,
 
 
 def check(module: torch.nn.Module, example_input: torch.Tensor | None = None,
-          **input_options) -> list[str]:
+          target: str | Target = "loihi2", **input_options) -> list[str]:
     """Every reason ``compile(module, example_input)`` would refuse, one line each (an empty
-    list: it compiles). Run it before training a model for hours."""
+    list: it compiles and fits ``target``). The trace lists every op without a lowering at once;
+    a model that traces is then quantized, which names what the target cannot hold. Run it
+    before training a model for hours."""
     from .frontend.modules import _is_zoo
     from .frontend.trace import check as check_traced
 
-    if isinstance(module, torch.nn.Module) and _is_zoo(module):
-        try:
-            compile(module, example_input, **input_options)
-        except NeurocompileError as exc:
-            return [str(exc)]
-        return []
-    return check_traced(module, example_input, **input_options)
+    if not (isinstance(module, torch.nn.Module) and _is_zoo(module)):
+        problems = check_traced(module, example_input, **input_options)
+        if problems:
+            return problems
+    try:
+        compiled = compile(module, example_input, target, **input_options)
+    except NeurocompileError as exc:
+        return [str(exc)]
+    return [str(v) for v in compiled.limits] + [f.message for f in compiled.overflow if not f.ok]

@@ -131,6 +131,7 @@ COMPILES = {
     "RPE residual removed": _set("patch_embed", _sps_forward("no_rpe_residual")),
     "sum over tokens in the head": _set("", _head_forward("sum_head")),
     "head before the token mean": _set("", _head_forward("time_only")),
+    "max-pool of currents (before the LIF)": _set("patch_embed", _sps_forward("pool_currents")),
     "unused Identity and Dropout(0.0)": lambda m: (
         _add("block.0", "extra", nn.Identity())(m), _add("block.0.mlp", "drop", nn.Dropout(0.0))(m)),
 }
@@ -140,8 +141,6 @@ EQUIVALENT = {"unused Identity and Dropout(0.0)", "Q (K^T V) order",
               "head before the token mean"}
 
 REFUSED = {
-    "max-pool of currents": (_set("patch_embed", _sps_forward("pool_currents")),
-                             r"^patch_embed\.maxpool: max_pool2d: max-pooling of current"),
     "fc2_lif skipped": (_set("block.0.mlp", _mlp_forward("skip_fc2_lif")),
                         r"^block\.0: add: adds spikes .* to a current \(block\.0\.mlp\.fc2_bn\)"),
     "ReLU before a LIF": (_set("block.0.mlp", _mlp_forward("relu")),
@@ -198,9 +197,9 @@ def test_edit_without_a_lowering_is_refused_by_name(name, test_images):
 def test_check_lists_every_problem_at_once(test_images):
     model = active_model(7)
     REFUSED["ReLU before a LIF"][0](model)
-    REFUSED["max-pool of currents"][0](model)
+    REFUSED["max instead of mean in the head"][0](model)
     problems = neurocompile.check(model, _inputs(test_images[:3]))
     assert len(problems) == 2 and all("\n" not in p for p in problems)
-    assert problems[0].startswith("patch_embed.maxpool: max_pool2d")
-    assert problems[1].startswith("block.0.mlp: relu")
+    assert problems[0].startswith("block.0.mlp: relu")
+    assert problems[1].startswith("Spikformer: max: not supported")
     assert neurocompile.check(active_model(7), _inputs(test_images[:3])) == []

@@ -149,3 +149,14 @@ def test_bundle_round_trip(name, compiled_models, digits, tmp_path):
                                   run_float(compiled.float_graph, images, T).predictions())
     np.testing.assert_array_equal(run_int(bundle.graph, images, T).logits,
                                   run_int(compiled.quantized.graph, images, T).logits)
+
+
+def test_check_names_what_quantization_refuses(digits):
+    """A pooled current inside a membrane shortcut traces (and is proved) but has no Loihi form:
+    check runs the quantizer too and names it."""
+    model = _sdt_spiking_head(0)
+    model.patch_embed.pooling_stat = "1111"
+    assert neurocompile.check(model, _example(_images(digits, 3))) == [
+        "patch_embed.maxpool3: a CurrentMaxPool feeds the membrane shortcut read by "
+        "patch_embed.proj_lif3; only Conv2d / Linear outputs can be summed into a neuron (fold "
+        "BatchNorm first)"]

@@ -80,9 +80,9 @@ def check(module: nn.Module, example_input, input_scale: float | None = None,
         if not problems:
             prove(traced)
     except UnsupportedModelError as exc:
-        message = str(exc).split(" (and ")[0]
-        if message not in problems:
-            problems.append(message)
+        for message in getattr(exc, "problems", [str(exc)]):
+            if message not in problems:
+                problems.append(message)
     return problems
 
 

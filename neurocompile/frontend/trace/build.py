@@ -45,11 +45,19 @@ def output_tensor(out) -> torch.Tensor | None:
     return None
 
 
+class TraceProblems(UnsupportedModelError):
+    """The first problem as the message; ``problems`` lists them all (for ``check``)."""
+
+    def __init__(self, problems: list[str]):
+        rest = len(problems) - 1
+        more = f" (and {rest} more problem{'s' * (rest > 1)}: neurocompile.check lists them " \
+            "all)" if rest else ""
+        super().__init__(problems[0] + more)
+        self.problems = list(problems)
+
+
 def _fail(errors: list[str]) -> None:
-    first, rest = errors[0], len(errors) - 1
-    more = f" (and {rest} more problem{'s' * (rest > 1)}: neurocompile.check lists them all)" \
-        if rest else ""
-    raise UnsupportedModelError(first + more)
+    raise TraceProblems(errors)
 
 
 def _steps(L: Lowering, rec, drive_steps: int | None) -> int:
