@@ -16,7 +16,7 @@ from .. import ir
 from ..errors import UnsupportedModelError
 from .trace.record import float64
 
-PROOF_BATCH = 2
+PROOF_BATCH = 1
 
 
 def _forward_with_spikes(model: nn.Module, images: np.ndarray):
