@@ -136,10 +136,9 @@ def _image(op, shape_in, shape_out):
 
 
 def _flatten(op, shape_in, shape_out):
-    if len(shape_in) == 2:
-        raise NeurocompileError(f"a Flatten of tokens {shape_in} has no NIR form (tokens are "
-                                "channel-major in NIR, so its flatten order is not ours)")
-    return nir.Flatten(np.array(shape_in), start_dim=0, end_dim=-1)
+    """Tokens are channel-major in NIR, so a flattened token tensor is ordered c * N + n there;
+    the stock Linear reading it takes its columns in that order (``_stock_node``)."""
+    return nir.Flatten(np.array(_nir_shape(shape_in)), start_dim=0, end_dim=-1)
 
 
 def _max_pool(op: structure.SpikeMaxPool, shape_in, shape_out):
@@ -299,7 +298,9 @@ CODECS: dict[type, Codec] = {
     structure.Image: Codec(_image, "no NIR form (refused with a message)"),
     membrane.CurrentMaxPool: Codec(_current_max_pool, "max-pool of currents; NIR has no "
                                    "max-pool: a SumPool2d stands in, the exact op is in metadata"),
-    structure.Flatten: Codec(_flatten, "row-major flatten of a sample: torch.flatten(x, 1)"),
+    structure.Flatten: Codec(_flatten, "row-major flatten of a sample: torch.flatten(x, 1); "
+                             "of tokens: channel-major as NIR holds them, the Linear reading it "
+                             "takes its columns in that order"),
     structure.SpikeMaxPool: Codec(_max_pool, "max-pool of binary spikes = OR = "
                                   "(zero-padded window sum > 0)"),
     structure.Readout: Codec(_readout, "logits = W @ mean over tokens and time + b; "
@@ -462,7 +463,14 @@ def _stock_node(graph: Graph, node):
         raise NeurocompileError(f"{node.name}: {type(node.op).__name__} has no NIR form; add it "
                                 "to neurocompile.ir.nir_io.CODECS")
     shape_in = graph.shape(node.inputs[0]) if node.inputs else None
-    return codec.to_nir(node.op, shape_in, graph.shape(node.name))
+    op = node.op
+    src = graph[node.inputs[0]] if node.inputs else None
+    if isinstance(op, (synapses.Linear, synapses.IntLinear)) and isinstance(
+            src.op, structure.Flatten) and len(graph.shape(src.inputs[0])) == 2:
+        tokens, channels = graph.shape(src.inputs[0])  # NIR flat index c * N + n holds ours
+        order = np.arange(tokens * channels).reshape(tokens, channels).T.reshape(-1)
+        op = dataclasses.replace(op, weight=op.weight[:, order])
+    return codec.to_nir(op, shape_in, graph.shape(node.name))
 
 
 def to_nir(graph: Graph) -> nir.NIRGraph:

@@ -1,4 +1,5 @@
 """ir.Flatten and 1-D feature vectors: shape rule, kernels, NIR, quantization, Lava, estimator."""
+import nir
 import numpy as np
 import pytest
 import torch
@@ -68,13 +69,26 @@ def test_nir_round_trip_and_stock_flatten():
     assert tuple(stock.output_type["output"]) == (64,)
 
 
-def test_nir_refuses_flatten_of_tokens():
+def test_flatten_of_tokens_is_stock_nir_with_the_linear_columns_in_nir_order():
+    """NIR holds tokens channel-major (C, N): its Flatten orders them c * N + n, so the stock
+    Affine reading it takes its columns in that order and computes what the IR's Linear does."""
+    rng = np.random.default_rng(0)
     g = ir.Graph()
-    x = g.add("input", ir.Input((2, 4, 4), 1.0, 1))
+    x = g.add("input", ir.Input((2, 3, 4), 1.0, 1))
     x = g.add("tokens", ir.Tokens(), [x])
-    g.output = g.add("flat", ir.Flatten(), [x])
-    with pytest.raises(NeurocompileError, match="Flatten of tokens"):
-        to_nir(g)
+    x = g.add("flat", ir.Flatten(), [x])
+    x = g.add("fc", ir.Linear(rng.normal(0, 1, (5, 24)), rng.normal(0, 1, 5)), [x])
+    x = g.add("lif", ir.LeakyNeuron(0.5, 1.0, 0.5), [x])
+    g.output = g.add("readout", ir.Readout(np.eye(5), np.zeros(5)), [x])
+    g.validate()
+    stock = to_nir(g)
+    assert isinstance(stock.nodes["flat"], nir.Flatten)
+    image = rng.normal(0, 1, (2, 3, 4))
+    nir_tokens = image.reshape(2, 12)                   # NIR's (C, N) tokens of the image
+    nir_value = stock.nodes["fc"].weight @ nir_tokens.reshape(-1) + stock.nodes["fc"].bias
+    ours = g["fc"].op.weight @ image.reshape(2, 12).T.reshape(-1) + g["fc"].op.bias
+    np.testing.assert_allclose(nir_value, ours, rtol=1e-12)
+    assert np.array_equal(from_nir(stock)["fc"].op.weight, g["fc"].op.weight)
 
 
 @pytest.mark.parametrize("make", [conv_flatten_graph, mlp_graph])

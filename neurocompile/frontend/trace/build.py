@@ -17,7 +17,7 @@ from ... import ir
 from ...errors import UnsupportedModelError
 from .layout import Atom, Axes
 from .lower import Lowering
-from .patterns.readout import channel_group
+from .patterns.views import channel_group
 from .values import CURRENT, INTEGER, PENDING, POISON, SPIKES, Pooled, Value
 
 

@@ -6,12 +6,14 @@ import math
 
 import numpy as np
 
-from ..layout import Axes
+from .... import ir
+
+from ..lower import Refusal, arg, describe, materialize, weight_of
+from ..values import CURRENT, INTEGER, PENDING, SPIKES, Pooled, Value
 from .attention import spike_count
-from ..lower import Refusal, arg, describe, weight_of, materialize
+from .current_mean import current_mean
 from .layers import linear
-from .views import axes_of
-from ..values import INTEGER, PENDING, Pooled, SPIKES, Value
+from .views import axes_of, channel_group
 
 
 def _reduce_dims(args, kwargs, ndim):
@@ -30,6 +32,8 @@ def _pool(L, path, args, kwargs, out, mean: bool):
         return spike_count(L, path, v, _reduce_dims(args, kwargs, len(axes_of(v))))
     if v.kind == PENDING and not isinstance(v.pending, Pooled):
         v = materialize(L, v, "mean")
+    if v.kind == CURRENT and mean:
+        return _current(L, path, v, _reduce_dims(args, kwargs, len(axes_of(v))))
     if v.is_node:
         if v.kind not in (SPIKES, INTEGER):
             raise Refusal(f"averages {describe(v)}; the readout averages spikes")
@@ -45,6 +49,27 @@ def _pool(L, path, args, kwargs, out, mean: bool):
     kept = tuple(g for d, g in enumerate(p.axes) if d not in dims)
     return Value(PENDING, pending=_times(Pooled(p.node, p.reduced | set(gone), kept, p.weight,
                                                 p.bias, p.scale), factor))
+
+
+def _current(L, path, v: Value, dims) -> Value:
+    """A mean of a current: over every position (a neuron reads it: the mean becomes synapses,
+    ``current_mean``), or over time of a per-step Linear of spikes (the head: a readout)."""
+    axes = L.atoms.axes(v.axes)
+    gone = {a for d in dims for a in axes[d]}
+    kept = tuple(g for d, g in enumerate(v.axes) if d not in dims)
+    if not gone:  # a mean over axes of size 1
+        return Value(v.kind, v.node, kept, v.scale)
+    form = L.form(v.node)
+    positions = {a for g in form if g != channel_group(form) for a in g}
+    if positions and gone == positions:
+        return current_mean(L, path, v, kept)
+    node = L.g[v.node]
+    if not gone & {a for g in form for a in g} and isinstance(node.op, ir.Linear) \
+            and L.info[node.inputs[0]].kind in (SPIKES, INTEGER):
+        return Value(PENDING, pending=Pooled(node.inputs[0], frozenset(gone), kept,
+                                             node.op.weight, node.op.bias))
+    raise Refusal(f"averages {describe(v)} over axes that are neither all its positions nor "
+                  "time after a Linear of spikes")
 
 
 def _times(p: Pooled, factor: float) -> Pooled:
@@ -77,11 +102,6 @@ def pooled_linear(L, path, args, kwargs, out) -> Value:
         weight, bias = w @ p.weight, w @ p.bias + b
     c = L.atoms.new(w.shape[0], "k")
     return Value(PENDING, pending=Pooled(p.node, p.reduced, p.axes[:-1] + ((c,),), weight, bias))
-
-
-def channel_group(form: Axes):
-    """The channel axis of a node's layout: C of an image (C, H, W), else the last axis."""
-    return form[0] if len(form) == 3 else form[-1]
 
 
 def linear_any(L, path, args, kwargs, out):

@@ -103,3 +103,8 @@ def getitem(L, path, args, kwargs, out):
         return Value(INPUT, v.node, v.axes[1:], v.scale)
     raise Refusal(f"indexing {describe(v)} with {index!r} is not supported (only x[t] of the "
                   "input inside a time loop)")
+
+
+def channel_group(form: Axes):
+    """The channel axis of a node's layout: C of an image (C, H, W), else the last axis."""
+    return form[0] if len(form) == 3 else form[-1]
