@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ops import Op
+from .structure import WindowPool
 
 
 @dataclass(eq=False)
@@ -30,7 +31,7 @@ class CurrentSum(Op):
 
 
 @dataclass(eq=False)
-class CurrentMaxPool(Op):
+class CurrentMaxPool(WindowPool, Op):
     """Max-pooling of a synapse's output current before the neuron that reads it (C, H, W):
     ``y[c, i, j] = max over the window of x[c, i*s - p + a, j*s - p + b]``, padding never wins
     (torch's ``max_pool2d``). Exact in integers, and it commutes with the quantizer's positive
@@ -45,16 +46,3 @@ class CurrentMaxPool(Op):
     kernel: int
     stride: int
     padding: int
-
-    def __post_init__(self):
-        if self.kernel < 1 or self.stride < 1 or self.padding < 0 or self.padding * 2 > self.kernel:
-            raise ValueError(f"CurrentMaxPool: invalid kernel/stride/padding "
-                             f"{self.kernel}/{self.stride}/{self.padding}")
-
-    def output_shape(self, input_shapes):
-        shape = input_shapes[0]
-        if len(shape) != 3:
-            raise ValueError(f"CurrentMaxPool expects (C, H, W), got {shape}")
-        c, h, w = shape
-        size = lambda n: (n + 2 * self.padding - self.kernel) // self.stride + 1  # noqa: E731
-        return (c, size(h), size(w))

@@ -98,8 +98,30 @@ class Flatten(Op):
         return (int(np.prod(input_shapes[0])),)
 
 
+class WindowPool:
+    """Square ``kernel`` windows with ``stride`` and ``padding`` on (C, H, W): the checks and the
+    shape rule of every 2-D pool."""
+
+    kernel: int
+    stride: int
+    padding: int
+
+    def __post_init__(self):
+        if self.kernel < 1 or self.stride < 1 or self.padding < 0 or self.padding * 2 > self.kernel:
+            raise ValueError(f"{type(self).__name__}: invalid kernel/stride/padding "
+                             f"{self.kernel}/{self.stride}/{self.padding}")
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if len(shape) != 3:
+            raise ValueError(f"{type(self).__name__} expects (C, H, W), got {shape}")
+        c, h, w = shape
+        size = lambda n: (n + 2 * self.padding - self.kernel) // self.stride + 1  # noqa: E731
+        return (c, size(h), size(w))
+
+
 @dataclass(eq=False)
-class SpikeMaxPool(Op):
+class SpikeMaxPool(WindowPool, Op):
     """Max-pooling of binary spikes, i.e. a logical OR over each window (zero padding).
 
     ``y[c, i, j] = max over the window of x[c, i*s - p + a, j*s - p + b]``; exact in integers.
@@ -109,16 +131,6 @@ class SpikeMaxPool(Op):
     stride: int
     padding: int
     spiking = True
-
-    def __post_init__(self):
-        if self.kernel < 1 or self.stride < 1 or self.padding < 0 or self.padding * 2 > self.kernel:
-            raise ValueError(f"SpikeMaxPool: invalid kernel/stride/padding "
-                             f"{self.kernel}/{self.stride}/{self.padding}")
-
-    def output_shape(self, input_shapes):
-        c, h, w = input_shapes[0]
-        size = lambda n: (n + 2 * self.padding - self.kernel) // self.stride + 1  # noqa: E731
-        return (c, size(h), size(w))
 
 
 @dataclass(eq=False)

@@ -15,7 +15,6 @@ import pytest
 import torch
 from torch import nn
 
-from spikingjelly.clock_driven import functional  # noqa: E402
 from spikingjelly.clock_driven.neuron import MultiStepLIFNode  # noqa: E402
 
 import neurocompile  # noqa: E402
@@ -23,6 +22,7 @@ from neurocompile.backends.reference import run_float  # noqa: E402
 from neurocompile.errors import UnsupportedModelError  # noqa: E402
 from neurocompile.evaluate import accuracy, run_reference  # noqa: E402
 from neurocompile.frontend.modules import module_to_graph  # noqa: E402
+from public_style import run_with_spikes  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "spikingjelly_spikformer.py"
 T = 4
@@ -68,18 +68,7 @@ def _inputs(images: np.ndarray) -> torch.Tensor:
 
 def _forward_with_spikes(model: nn.Module, x: torch.Tensor):
     """The model's own logits and the spikes of every MultiStepLIFNode, (B, T, ...) each."""
-    spikes, hooks = {}, []
-    for name, m in model.named_modules():
-        if isinstance(m, MultiStepLIFNode):
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out, name=name: spikes.__setitem__(name, out.detach())))
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        functional.reset_net(model)
+    logits, spikes = run_with_spikes(model, x)
     return logits.double().numpy(), {k: np.moveaxis(v.double().numpy(), 0, 1)
                                      for k, v in spikes.items()}
 
