@@ -1,7 +1,7 @@
 """Import ``.nir`` files written by other tools (e.g. snnTorch's ``export_to_nir``) into the IR.
 
 ``import_nir(path_or_graph, example_input=None, dt=1e-4, **input_options)`` returns a validated
-float graph like every other importer (``frontend.modules``): ``meta`` = ``{"architecture":
+float graph like the PyTorch frontend (``frontend.modules``): ``meta`` = ``{"architecture":
 "nir", "config": {...}, "steps": T}``, output an ``ir.Readout``. ``compile_nir`` runs it through
 the same passes, quantization and checks as ``neurocompile.compile``.
 
@@ -39,8 +39,8 @@ files use dt = 1, but those are read by ``read_nir``). Every neuron becomes one
 snnTorch writes ``Leaky(beta)`` as ``tau = dt/(1-beta), r = tau/dt`` and ``Synaptic(alpha, beta)``
 as ``tau_syn = dt/(1-alpha), w_in = tau_syn/dt, tau_mem = dt/(1-beta), r = tau_mem/dt``, so these
 are exactly ``v = beta v + I`` and ``syn = alpha syn + x; v = beta v + syn``: the same
-``LeakyNeuron`` (leak = beta, current_leak = alpha, gain 1, strict) that the snnTorch importer
-builds from the live module. Leaks and gains are computed in float64 and rounded to the precision
+``LeakyNeuron`` (leak = beta, current_leak = alpha, gain 1, strict) that the tracer builds from
+the live module (``frontend/snntorch.py``). Leaks and gains are computed in float64 and rounded to the precision
 the file stores the parameters in (float32 for snnTorch), which gives snnTorch's float32 beta and
 alpha back; a gain within float32 rounding of 1 is 1. A constant ``v_leak`` (LIF only) adds
 ``dt/tau v_leak`` per step, folded into the synapse bias. Per-neuron gains, ``w_in`` and thresholds
@@ -55,7 +55,7 @@ synaptic delay), as in snnTorch. What NIR cannot say and snnTorch's export drops
 reset-to-zero neurons) and ``reset_delay``: NIR resets v right after the spike, which is
 snnTorch's ``reset_delay=False``; for ``Leaky`` with reset to zero ``reset_delay=True`` gives the
 same spikes, for ``Synaptic`` it does not (it holds mem at 0 for the next step), so only
-``Synaptic(reset_delay=False)`` models are reproduced, as in the snnTorch importer.
+``Synaptic(reset_delay=False)`` models are reproduced, as for a live snnTorch module.
 snnTorch's export also needs per-neuron ``beta`` and ``threshold`` tensors (a scalar beta gives a
 0-d LIF that nir 1.0.8's type check refuses) and ``ignore_dims=[0]`` (else the input shape keeps
 the batch axis; a leading 1 is dropped here).

@@ -166,7 +166,7 @@ def convert_spikformer(model: nn.Module) -> ir.Graph:
 
 
 def convert_zoo_module(model: nn.Module, example_input=None, **options) -> ir.Graph:
-    """``modules.IMPORTERS`` entry for a zoo model: its config fixes inputs and steps."""
+    """``modules.module_to_graph`` for a zoo model: its config fixes inputs and steps."""
     if options:
         raise UnsupportedModelError(f"a zoo model takes no input options (got "
                                     f"{', '.join(sorted(options))}); its config fixes them")

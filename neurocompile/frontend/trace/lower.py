@@ -19,7 +19,8 @@ import torch
 
 from ... import ir
 from .layout import Atoms, Axes, LayoutError
-from .values import (CONST, CURRENT, INPUT, INTEGER, NODE_KINDS, PENDING, POISON, SPIKES, STATE, Attention, NodeInfo, Value)
+from .values import (CONST, CURRENT, INPUT, INTEGER, NODE_KINDS, PENDING, POISON, SPIKES, STATE,
+                     Attention, NodeInfo, Value)
 
 
 class Refusal(Exception):
@@ -60,7 +61,6 @@ class Lowering:
         #: neuron node -> [(spikes tensor, axes, step, graded)] for the proof
         self.recorded: dict[str, list] = {}
         self.neuron_paths: dict[str, str] = {}
-        self.stepping: set[str] = set()
 
     # -- values ---------------------------------------------------------------------------------
     def bind(self, tensor: torch.Tensor, value: Value) -> None:
@@ -105,7 +105,7 @@ class Lowering:
 
     def as_form(self, v: Value, want: Axes, path: str, what: str) -> str:
         """The node holding ``v``'s data in the layout ``want`` (IR axes of atoms): ``v.node``
-        itself, or a ``Tokens`` / ``Flatten`` view of it."""
+        itself, or a ``Tokens`` / ``Flatten`` / ``Image`` view of it."""
         want = self.atoms.axes(want)
         node, have = v.node, self.form(v.node)
         if node == self.input_node and not have:
@@ -200,7 +200,6 @@ class Lowering:
     def _neuron(self, module, path, spec, x: Value, state_args, step, spikes) -> Value:
         kind = type(module).__name__
         x = need_node(self, x, kind, (CURRENT,))
-        self.stepping.add(spec.stepping)
         if spec.stepping == "multi":
             axes = self.atoms.axes(x.axes)
             first = axes[0] if axes else ()
@@ -228,6 +227,9 @@ class Lowering:
             node = self.cache[key]
             if self.g[node].inputs != [x.node] or self.atoms.axes(x.axes) != self.atoms.axes(
                     self.recorded[node][0][1]):
+                if step is None:
+                    raise Refusal("called again on another input; one neuron module is one "
+                                  "layer: give each layer its own")
                 raise Refusal(f"its input at step {step} is not its input at step 0 (recurrent "
                               "connections are not supported yet)")
         else:
