@@ -182,8 +182,8 @@ def test_unsupported_structures_are_refused(digits):
         module_to_graph(nn.Sequential(nn.Linear(64, 4), snn.Synaptic(
             alpha=0.5, beta=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False)),
             x.reshape(T, 16, 64))
-    with pytest.raises(UnsupportedModelError, match=r"^1: max_pool2d: max-pooling of current "
-                       r"\(0\) has no neurocore form; pool the spikes"):
+    with pytest.raises(UnsupportedModelError, match=r"^the model outputs the spikes of 2 with "
+                       r"shape \(2, 3, 3\); flatten them or end with a Linear head$"):
         module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), leaky()), x)
     with pytest.raises(UnsupportedModelError, match=r"^1: avg_pool2d: not supported"):
         module_to_graph(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), leaky()), x)
