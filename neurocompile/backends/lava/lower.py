@@ -137,18 +137,19 @@ class _Builder:
     def shaped(port, shape):
         return port if tuple(port.shape) == tuple(shape) else port.reshape(shape)
 
-    def delayed(self, port, shape, delay: int):
+    def delayed(self, port, shape, delay: int, bits: int = 0):
         """``port`` delayed by ``delay`` >= 1 steps: identity ``Sparse`` (1 step) or
         ``DelaySparse`` (up to 64 steps each, chained). Delays are given as a sparse matrix: an
-        int would make Lava build a dense N x N delay matrix."""
+        int would make Lava build a dense N x N delay matrix. ``bits``: the payload of the
+        messages ``port`` sends (0: binary spikes; the network input sends graded levels)."""
         from lava.proc.sparse.process import DelaySparse, Sparse
         from scipy.sparse import identity
 
-        key = (id(port), delay, tuple(shape))
+        key = (id(port), delay, tuple(shape), bits)
         if key not in self._delayed:
             size = int(np.prod(port.shape))
             weights = identity(size, dtype=np.int32, format="csr")
-            src, remaining, graded = port.flatten(), delay, 0
+            src, remaining, graded = port.flatten(), delay, bits
             while remaining > 0:
                 step = min(remaining, MAX_DELAY_PER_SYNAPSE)
                 if step == 1:
@@ -158,9 +159,18 @@ class _Builder:
                     proc = DelaySparse(weights=weights, delays=delays, num_message_bits=graded)
                 self.add_proc(proc)
                 src.connect(proc.s_in)
-                src, remaining, graded = proc.a_out, remaining - step, 8
+                src, remaining, graded = proc.a_out, remaining - step, max(bits, 8)
             self._delayed[key] = src.reshape(shape)
         return self._delayed[key]
+
+    def source_bits(self, name: str) -> int:
+        """The payload bits of the messages behind node ``name``: the network input's levels
+        (through views of it), else binary spikes (0)."""
+        node = self.graph[name]
+        while isinstance(node.op, (ir.Tokens, ir.Image, ir.Flatten)):
+            node = self.graph[node.inputs[0]]
+        return _message_bits(self.ranges[node.name].max_value) \
+            if isinstance(node.op, ir.Input) else 0
 
     def input_depth(self, names: list[str]) -> int:
         return max(d for name in names for _, d in self.out.ports[name])
@@ -177,8 +187,8 @@ class _Builder:
             for port, d in self.out.ports[name]:
                 if d < depth and id(port) in self.synapse_outputs:
                     (port, d), = self.synapse(self.synapse_outputs[id(port)], depth)
-                src = self.delayed(port, shape, depth - d) if d < depth else self.shaped(port,
-                                                                                          shape)
+                src = self.delayed(port, shape, depth - d, self.source_bits(name)) \
+                    if d < depth else self.shaped(port, shape)
                 src.connect(in_port)
         return depth
 
