@@ -145,3 +145,35 @@ def test_bundle_round_trip(name, compiled_models, digits, tmp_path):
     np.testing.assert_array_equal(run_int(bundle.graph, images, T).logits,
                                   run_int(compiled.quantized.graph, images, T).logits)
 
+
+
+def _sdt_v2(seed):
+    import public_style_v2 as v2
+
+    return v2.reparameterize(v2.make_active(v2.Spiking_vit_MetaFormer(), seed))
+
+
+def test_spike_driven_transformer_v2_compiles_once_reparameterised(digits):
+    """SDT-V2's conv stages (separable convs) and transformer stages (RepConv q/k/v,
+    ``Q (K^T V)`` on image spikes) compile after the structural reparameterisation RepConv is
+    made for; as written, its chains of synapses without a neuron between them and its
+    BatchNorm-then-pad are named."""
+    import public_style_v2 as v2
+
+    x = _example(_images(digits, 4))
+    model = _sdt_v2(0)
+    compiled = neurocompile.compile(model, x)
+    assert compiled.overflow_proven and not compiled.limits
+    assert "SSA" in {type(n.op).__name__ for n in compiled.float_graph}
+    written = v2.make_active(v2.Spiking_vit_MetaFormer(), 0)
+    problems = neurocompile.check(written, x)
+    assert problems[0] == ("ConvBlock1_1.0.Conv.pwconv2: conv2d: conv2d of current "
+                           "(ConvBlock1_1.0.Conv.dwconv) is not supported")
+    assert {p.split(": ")[1] for p in problems[1:]} == {"sub", "pad"}
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(900)
+def test_spike_driven_transformer_v2_is_bit_exact_in_lava(digits):
+    compiled = neurocompile.compile(_sdt_v2(1), _example(_images(digits, 4)))
+    assert_lava_bit_exact(compiled.quantized.graph, digits.test_x[:2], T)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ... import ir
-from .layout import Atoms, Axes, LayoutError
+from .layout import Atoms, Axes, LayoutError, sizes
 from .values import (CONST, CURRENT, INPUT, INTEGER, NODE_KINDS, PENDING, POISON, SPIKES, STATE,
                      Attention, NodeInfo, Value)
 
@@ -295,15 +295,19 @@ def materialize(L: Lowering, v: Value, what: str) -> Value:
         if not heads_ok:
             raise Refusal("attention heads must split the channels as reshape(..., heads, d) "
                           "does (channel c in head c // d)")
-        if not (L.form(p.q)[0] == L.form(p.k)[0] == L.form(p.v)[0]):
-            raise Refusal("Q, K and V must have the same tokens")
-        node = L.add_node(("ssa", p.q, p.k, p.v, p.heads, p.scale), f"{_parent(p.v)}.ssa",
-                          ir.SSA(p.heads, p.scale), [p.q, p.k, p.v], L.info[p.v].form, CURRENT)
+        if len({sizes((L.form(n)[0],)) for n in (p.q, p.k, p.v)}) != 1:
+            raise Refusal("Q, K and V must have the same number of tokens")
+        form = (L.info[p.q].form[0], L.info[p.v].form[1])  # a row per query, V's channels
+        node = L.add_node(("ssa", p.q, p.k, p.v, p.heads, p.scale), f"{_parent(L, p.v)}.ssa",
+                          ir.SSA(p.heads, p.scale), [p.q, p.k, p.v], form, CURRENT)
         return Value(CURRENT, node, p.axes)
     raise Refusal(f"{what} of an unfinished {type(p).__name__} product (e.g. Q K^T without V)")
 
 
-def _parent(node: str) -> str:
+def _parent(L: Lowering, node: str) -> str:
+    """The module path a node comes from (through its views): ``block.0.attn`` for v_lif."""
+    while isinstance(L.g[node].op, (ir.Tokens, ir.Image, ir.Flatten)):
+        node = L.g[node].inputs[0]
     return node.rpartition(".")[0]
 
 

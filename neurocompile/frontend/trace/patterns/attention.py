@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from .... import ir
-from ..layout import Axes
+from ..layout import Axes, sizes
 from ..lower import Refusal, describe
 from ..values import Attention, CURRENT, KV, PENDING, QK, SPIKES, Value
 
@@ -18,10 +18,8 @@ def _operand(L, v: Value):
     head axis is the marker ``HEAD`` so that two operands' batch axes compare."""
     if v.kind != SPIKES or v.scale != 1.0:
         raise Refusal(f"matmul of {describe(v)}: attention multiplies spikes")
-    form = L.form(v.node)
-    if len(form) != 2:
-        raise Refusal(f"matmul of {v.node}: attention operands must be tokens (N, C)")
-    tokens, channel = form
+    node = L.as_form(v, token_form(L, v), "", "matmul")  # an image's spikes: their tokens
+    tokens, channel = L.form(node)
     axes = L.atoms.axes(v.axes)
     if len(channel) == 2:
         head, width = (channel[0],), (channel[1],)
@@ -38,7 +36,13 @@ def _operand(L, v: Value):
     if head and batch.count(HEAD) != 1:
         raise Refusal(f"matmul of {v.node}: the heads must be one batch axis")
     L.outer_ok(v, tuple(g for g in batch if g != HEAD), "matmul")
-    return v.node, batch, rows, cols, (head[0].size if head else 1), tokens, head
+    return node, batch, rows, cols, (head[0].size if head else 1), tokens, head
+
+
+def same_positions(a: Axes, b: Axes) -> bool:
+    """Two token groups torch pairs position by position (a contraction over tokens): equal
+    sizes. Each operand's token axis is its own node's tokens in their order (``_operand``)."""
+    return sizes(a) == sizes(b)
 
 
 def _batch(batch, head) -> Axes:
@@ -57,7 +61,7 @@ def matmul(L, path, args, kwargs, out):
         if (ra, ca, rb, cb) == ("n", "d", "d", "n"):     # Q K^T
             return Value(PENDING, pending=QK(na, nb, ha, _batch(ba, hda) + (ta, tb)))
         if (ra, ca, rb, cb) == ("d", "n", "n", "d"):     # K^T V
-            if ta != tb:
+            if not same_positions((ta,), (tb,)):
                 raise Refusal(f"K^T V of {na} and {nb}: their tokens differ")
             width_k, width_v = L.form(na)[-1][-1:], L.form(nb)[-1][-1:]
             return Value(PENDING, pending=KV(na, nb, ha, _batch(bb, hdb) + (width_k, width_v)))
@@ -65,7 +69,8 @@ def matmul(L, path, args, kwargs, out):
     if a.kind == PENDING and isinstance(a.pending, QK) and b.kind == SPIKES:
         p = a.pending
         nb, bb, rb, cb, hb, tb, hdb = _operand(L, b)
-        if (rb, cb) != ("n", "d") or hb != p.heads or L.form(p.k)[0] != tb:
+        if (rb, cb) != ("n", "d") or hb != p.heads or not same_positions((L.form(p.k)[0],),
+                                                                           (tb,)):
             raise Refusal(f"(Q K^T) V: {nb} is not a value tensor over the keys' tokens")
         batch_qk = tuple(HEAD if g == L.form(p.q)[-1][:1] and p.heads > 1 else g
                          for g in L.atoms.axes(p.axes)[:-2])
