@@ -47,15 +47,15 @@ def _record(module: nn.Module, example_input, input_scale, input_max):
             raise UnsupportedModelError(refused[0]) from exc
         raise UnsupportedModelError(f"the module's forward failed on example_input: "
                                     f"{type(exc).__name__}: {exc}".replace("\n", " ")) from exc
-    return rec, example, levels, scale, top, out, per_step, drive
+    return rec, levels, scale, top, out, per_step, drive
 
 
 def trace_module(module: nn.Module, example_input, input_scale: float | None = None,
                  input_max: int | None = None) -> ir.Graph:
     """The proven float IR graph of ``module`` on ``example_input`` (see the package doc)."""
-    rec, example, levels, scale, top, out, per_step, drive = _record(
+    rec, levels, scale, top, out, per_step, drive = _record(
         module, example_input, input_scale, input_max)
-    traced = finish(rec.lowering, rec, example, levels, scale, top, out, per_step, drive)
+    traced = finish(rec.lowering, rec, levels, scale, top, out, per_step, drive)
     prove(traced)
     graph = traced.graph
     graph.meta = {"architecture": _framework(module),
@@ -70,13 +70,13 @@ def check(module: nn.Module, example_input, input_scale: float | None = None,
           input_max: int | None = None) -> list[str]:
     """Every reason ``module`` cannot be compiled, one line each (empty: it compiles)."""
     try:
-        rec, example, levels, scale, top, out, per_step, drive = _record(
+        rec, levels, scale, top, out, per_step, drive = _record(
             module, example_input, input_scale, input_max)
     except UnsupportedModelError as exc:
         return [str(exc)]
     problems = list(dict.fromkeys(rec.lowering.errors))
     try:
-        traced = finish(rec.lowering, rec, example, levels, scale, top, out, per_step, drive)
+        traced = finish(rec.lowering, rec, levels, scale, top, out, per_step, drive)
         if not problems:
             prove(traced)
     except UnsupportedModelError as exc:

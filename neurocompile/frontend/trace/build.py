@@ -87,7 +87,7 @@ def _steps(L: Lowering, rec, drive_steps: int | None) -> int:
     return steps
 
 
-def _readout(L: Lowering, value: Value, per_step: bool) -> tuple[str, ir.Readout, Axes]:
+def _readout(L: Lowering, value: Value) -> tuple[str, ir.Readout, Axes]:
     """The readout node's input, op and the output layout (axes of the output tensor)."""
     if value.kind == PENDING and isinstance(value.pending, Pooled):
         p = value.pending
@@ -144,8 +144,11 @@ def _prune(g: ir.Graph, output: str) -> ir.Graph:
     return g.rebuild([n for n in g if n.name in live], output)
 
 
-def finish(L: Lowering, rec, example: torch.Tensor, levels: np.ndarray, scale: float,
-           top: int, out, per_step_outs, drive_steps: int | None) -> Traced:
+def finish(L: Lowering, rec, levels: np.ndarray, scale: float, top: int, out, per_step_outs,
+           drive_steps: int | None) -> Traced:
+    """The finished graph of a recording (``rec``): ``levels`` are the example's integer input
+    levels (its shape), ``out`` the forward's output (``per_step_outs``: one per step when the
+    module was called once per step, ``drive_steps`` times)."""
     tensor = output_tensor(out if per_step_outs is None else
                            (per_step_outs[0] if per_step_outs else None))
     if tensor is None:
@@ -163,7 +166,7 @@ def finish(L: Lowering, rec, example: torch.Tensor, levels: np.ndarray, scale: f
         tensor = torch.stack(tensors)
         value = Value(value.kind, value.node, ((L.time,),) + value.axes, value.scale,
                       value.pending)
-    src, readout, out_axes = _readout(L, value, per_step_outs is not None)
+    src, readout, out_axes = _readout(L, value)
 
     form = L.form("input")
     if not form:
