@@ -127,9 +127,9 @@ def compile(module: torch.nn.Module, example_input: torch.Tensor | None = None,
 def check(module: torch.nn.Module, example_input: torch.Tensor | None = None,
           target: str | Target = "loihi2", **input_options) -> list[str]:
     """Every reason ``compile(module, example_input)`` would refuse, one line each (an empty
-    list: it compiles and fits ``target``). The trace lists every op without a lowering at once;
-    a model that traces is then quantized, which names what the target cannot hold. Run it
-    before training a model for hours."""
+    list: it compiles, fits ``target`` and can be saved as a bundle). The trace lists every op
+    without a lowering at once; a model that traces is then quantized, which names what the
+    target cannot hold, and written as NIR. Run it before training a model for hours."""
     from .frontend.modules import _is_zoo
     from .frontend.trace import check as check_traced
 
@@ -139,6 +139,9 @@ def check(module: torch.nn.Module, example_input: torch.Tensor | None = None,
             return problems
     try:
         compiled = compile(module, example_input, target, **input_options)
+        from .ir.nir_io import to_nir
+
+        to_nir(compiled.graph)  # the bundle's file format: what it cannot say is refused
     except NeurocompileError as exc:
         return [str(exc)]
     return [str(v) for v in compiled.limits] + [f.message for f in compiled.overflow if not f.ok]

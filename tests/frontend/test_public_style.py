@@ -122,6 +122,12 @@ def test_pooled_currents_run_on_the_x86_cores(compiled_models):
     assert all(type(graph[p.inputs[0]].op).__name__ == "IntConv2d" for p in pools)
 
 
+def test_check_says_a_qkformer_bundle_cannot_be_written(digits):
+    model = ps.make_active(ps.QKFormer(), 0)
+    problems = neurocompile.check(model, _example(_images(digits, 3)))
+    assert len(problems) == 1 and "has no NIR form yet" in problems[0]
+
+
 def test_qkformer_stages_read_tokens_as_images(compiled_models):
     """Q-K token blocks end in tokens; the next stage's convolutions read them as an image."""
     graph = compiled_models["qkformer"][1].float_graph
