@@ -505,10 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="list every reason a PyTorch module cannot be compiled",
                        description="Trace MODEL's forward on the example input and list every "
                                    "op or neuron neurocompile cannot lower to Loihi 2, one line "
-                                   "each naming the module path (exit 1 if there is any), or "
-                                   "confirm that the traced graph reproduces the module's "
-                                   "output spike for spike. Runs MODEL's Python file: use it on "
-                                   "your own code. The library call is "
+                                   "each naming the module path (exit 1 if there is any); a "
+                                   "model that traces (its graph reproduces its forward spike "
+                                   "for spike) is then quantized and written as NIR, naming "
+                                   "what the target or the bundle cannot hold. Runs MODEL's "
+                                   "Python file: use it on your own code. The library call is "
                                    "neurocompile.check(module, example_input).")
     p.add_argument("model", help="FILE.py:NAME, where NAME is a torch.nn.Module instance, or a "
                                  "class or function that returns one when called without "
