@@ -3,7 +3,6 @@ head's channels (token attention) or over the tokens (channel attention), a LIF,
 with K broadcast by torch. Compile (proved against the forward), then Lava == integer reference."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
