@@ -7,7 +7,6 @@ import torch
 from conftest import assert_lava_bit_exact
 from neurocompile import ir
 from neurocompile.backends.reference import run_float, run_int
-from neurocompile.errors import NeurocompileError
 from neurocompile.ir.nir_io import from_nir, to_nir
 from neurocompile.passes import run_pipeline
 from neurocompile.quantize import quantize
