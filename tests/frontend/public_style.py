@@ -64,7 +64,6 @@ def make_active(model: nn.Module, seed: int = 0, x: torch.Tensor | None = None,
     ``x`` (default: 256 digits / 16), variances at least 0.05. So every LIF layer fires on
     digits, for any seed. Returns the model in eval mode."""
     gen = torch.Generator().manual_seed(seed)
-    bns = []
     with torch.no_grad():
         for name, m in model.named_modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
@@ -78,6 +77,16 @@ def make_active(model: nn.Module, seed: int = 0, x: torch.Tensor | None = None,
                 m.bias.copy_(torch.rand(n, generator=gen) * 0.8 + 0.2)
                 if name.rsplit(".", 1)[-1] in ("q_bn", "k_bn", "v_bn"):
                     m.bias.add_(attn_bias)
+    return calibrate_batchnorm(model, x)
+
+
+def calibrate_batchnorm(model: nn.Module, x: torch.Tensor | None = None) -> nn.Module:
+    """Every BatchNorm's running statistics measured on ``x`` (default: 256 digits / 16) in one
+    train-mode pass, variances at least 0.05; the model in eval mode."""
+    bns = []
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 m.reset_running_stats()
                 bns.append((m, m.momentum))
                 m.momentum = None  # a cumulative average over the calibration pass

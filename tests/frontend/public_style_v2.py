@@ -20,9 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from spikingjelly.clock_driven import functional
 
-from public_style import _digits, lif, make_active as _make_active, run_with_spikes
+from public_style import calibrate_batchnorm, lif, make_active as _make_active, run_with_spikes
 
 __all__ = ["make_active", "reparameterize", "run_with_spikes", "Spiking_vit_MetaFormer"]
 
@@ -259,21 +258,8 @@ def make_active(model: nn.Module, seed: int = 0, x: torch.Tensor | None = None,
     digits), then ``attn_bias`` added to the BN ending each q/k/v conv and every BN's running
     statistics measured again (as there), so the attention fires. Returns it in eval mode."""
     _make_active(model, seed, x)
-    x, bns = _digits() if x is None else x, []
     with torch.no_grad():
         for name, m in model.named_modules():
             if name.endswith(("q_conv.1", "k_conv.1", "v_conv.1")):
                 m.bias.add_(attn_bias)
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                m.reset_running_stats()
-                bns.append((m, m.momentum))
-                m.momentum = None
-        model.train()
-        try:
-            model(x)
-        finally:
-            functional.reset_net(model)
-            for m, momentum in bns:
-                m.momentum = momentum
-                m.running_var.clamp_(min=0.05)
-    return model.eval()
+    return calibrate_batchnorm(model, x)
