@@ -9,7 +9,8 @@ from __future__ import annotations
 from .. import ir
 
 
-def _fold(syn: ir.Op, bn: ir.BatchNorm) -> ir.Op:
+def fold_into(syn: ir.Op, bn: ir.BatchNorm) -> ir.Op:
+    """The Conv2d / Linear ``syn`` followed by ``bn``, as one synapse."""
     scale, shift = bn.scale_shift()
     if isinstance(syn, ir.Conv2d):
         return ir.Conv2d(syn.weight * scale[:, None, None, None], syn.bias * scale + shift,
@@ -32,7 +33,7 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
     for node in graph:
         if _foldable(graph, node):
             producer = graph[node.inputs[0]]
-            folded[node.name] = ir.Node(producer.name, _fold(producer.op, node.op),
+            folded[node.name] = ir.Node(producer.name, fold_into(producer.op, node.op),
                                         producer.inputs, dict(producer.meta))
             absorbed.add(producer.name)
     nodes: list[ir.Node] = []

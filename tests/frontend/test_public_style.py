@@ -5,6 +5,7 @@ spike for spike (checked here independently of the compiler's proof), Lava == in
 What has no lowering yet is refused, every problem named by ``check``."""
 from __future__ import annotations
 
+import copy
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 
 import neurocompile
 import public_style as ps
+import public_style_v2 as v2
 from conftest import assert_lava_bit_exact
 from neurocompile.backends.reference import run_float
 
@@ -42,6 +44,8 @@ MODELS = {
     # as written; "1100": its SPS pools spikes only (with a pooled membrane see below)
     "spike_driven_transformer": lambda seed: ps.make_active(
         ps.SpikeDrivenTransformer(pooling_stat="1100"), seed),
+    # as written: separable convs and RepConv (BN, then padded with the BN's value at zero)
+    "spike_driven_transformer_v2": lambda seed: v2.make_active(v2.Spiking_vit_MetaFormer(), seed),
 }
 
 
@@ -152,34 +156,24 @@ def test_bundle_round_trip(name, compiled_models, digits, tmp_path):
                                   run_int(compiled.quantized.graph, images, T).logits)
 
 
-
-def _sdt_v2(seed):
-    import public_style_v2 as v2
-
-    return v2.reparameterize(v2.make_active(v2.Spiking_vit_MetaFormer(), seed))
-
-
-def test_spike_driven_transformer_v2_compiles_once_reparameterised(digits):
-    """SDT-V2's conv stages (separable convs) and transformer stages (RepConv q/k/v,
-    ``Q (K^T V)`` on image spikes) compile after the structural reparameterisation RepConv is
-    made for; as written, its chains of synapses without a neuron between them and its
-    BatchNorm-then-pad are named."""
-    import public_style_v2 as v2
-
+def test_sdt_v2_chains_fold_into_the_authors_reparameterisation(compiled_models, digits):
+    """SDT-V2 chains synapses with no neuron between them: SepConv's depthwise 7x7 -> pointwise
+    conv, RepConv's 1x1 conv -> BN -> pad with the BN's value at zero -> depthwise 3x3 -> 1x1
+    conv -> BN (-> BN). Each chain is traced into one synapse from its spikes, and the graph
+    computes what the authors' structural reparameterisation (``v2.reparameterize``) computes,
+    written either way (``rep_pad``: the padding in the BN or in the first conv)."""
+    model, compiled = compiled_models["spike_driven_transformer_v2"]
+    graph = compiled.float_graph
+    sep = graph["ConvBlock1_1.0.Conv.pwconv2"]
+    assert sep.inputs == ["ConvBlock1_1.0.Conv.lif2"] and sep.op.weight.shape == (4, 8, 7, 7)
+    q = graph["block3.0.attn.q_conv.1"]
+    assert q.inputs == ["block3.0.attn.head_lif"] and (q.op.weight.shape, q.op.padding) == (
+        (32, 32, 3, 3), 1)
+    images = digits.test_x[:16]
+    logits = run_float(graph, images, T).logits
     x = _example(_images(digits, 4))
-    model = _sdt_v2(0)
-    compiled = neurocompile.compile(model, x)
-    assert compiled.overflow_proven and not compiled.limits
-    assert "SSA" in {type(n.op).__name__ for n in compiled.float_graph}
-    written = v2.make_active(v2.Spiking_vit_MetaFormer(), 0)
-    problems = neurocompile.check(written, x)
-    assert problems[0] == ("ConvBlock1_1.0.Conv.pwconv2: conv2d: conv2d of current "
-                           "(ConvBlock1_1.0.Conv.dwconv) is not supported")
-    assert {p.split(": ")[1] for p in problems[1:]} == {"sub", "pad"}
-
-
-@pytest.mark.lava
-@pytest.mark.timeout(900)
-def test_spike_driven_transformer_v2_is_bit_exact_in_lava(digits):
-    compiled = neurocompile.compile(_sdt_v2(1), _example(_images(digits, 4)))
-    assert_lava_bit_exact(compiled.quantized.graph, digits.test_x[:2], T)
+    padded_by_conv = v2.Spiking_vit_MetaFormer(rep_pad="conv")
+    padded_by_conv.load_state_dict(model.state_dict())
+    for other in (v2.reparameterize(copy.deepcopy(model)), padded_by_conv.eval()):
+        np.testing.assert_allclose(run_float(neurocompile.compile(other, x).float_graph, images,
+                                             T).logits, logits, rtol=0, atol=1e-9)

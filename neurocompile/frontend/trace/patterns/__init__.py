@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .arith import add, div, mul
+from .arith import add, div, mul, rsub, sub
 from .attention import matmul
+from .chains import pad
 from .layers import batch_norm, conv1d, conv2d, max_pool2d
 from .readout import linear_any, mean, stack, sum_
 from .views import dropout, flatten, getitem, identity, permute, repeat, reshape, squeeze, transpose, unsqueeze
@@ -24,4 +25,5 @@ HANDLERS: dict[str, Callable] = {
     "div": div, "__matmul__": matmul, "matmul": matmul, "mean": mean, "sum": sum_,
     "stack": stack, "dropout": dropout, "dropout1d": dropout, "dropout2d": dropout,
     "feature_dropout": dropout, "alpha_dropout": dropout,
+    "__sub__": sub, "sub": sub, "__isub__": sub, "__rsub__": rsub, "pad": pad,
 }

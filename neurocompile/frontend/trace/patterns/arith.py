@@ -7,7 +7,8 @@ import numpy as np
 from .... import ir
 from ..layout import Axes
 from .attention import token_form
-from ..lower import Refusal, arg, describe, need_node
+from .chains import affine, channel_vector
+from ..lower import Refusal, arg, describe, need_node, to_numpy
 from .readout import _times
 from ..values import CONST, CURRENT, INPUT, INTEGER, PENDING, Pooled, SPIKES, Value
 
@@ -21,7 +22,9 @@ def _number(L, obj) -> float | None:
     return None
 
 
-def _scaled(v: Value, s: float) -> Value:
+def _scaled(L, v: Value, s: float) -> Value:
+    if v.kind == CURRENT:
+        return affine(L, v, s, 0.0)
     if v.kind == PENDING:
         p = v.pending
         if isinstance(p, Pooled):
@@ -40,7 +43,7 @@ def mul(L, path, args, kwargs, out):
     for x, y in ((a, b), (b, a)):
         s = _number(L, y)
         if s is not None and L.value(x) is not None and L.value(x).kind != CONST:
-            return _scaled(L.value(x), s)
+            return _scaled(L, L.value(x), s)
     va, vb = L.value(a), L.value(b)
     if va is None or vb is None or va.kind != SPIKES or vb.kind != SPIKES \
             or va.scale != 1.0 or vb.scale != 1.0:
@@ -99,15 +102,35 @@ def div(L, path, args, kwargs, out):
     s = _number(L, args[1])
     if s is None or s == 0 or L.value(args[0]) is None:
         raise Refusal("divides by a traced tensor")
-    return _scaled(L.value(args[0]), 1.0 / s)
+    return _scaled(L, L.value(args[0]), 1.0 / s)
+
+
+def _constant(L, obj) -> np.ndarray | None:
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return np.asarray(float(obj))
+    v = L.value(obj)
+    return to_numpy(v.const) if v is not None and v.kind == CONST else None
+
+
+def _shifted(L, x: Value, const: np.ndarray, sign: float, out) -> Value:
+    """``x + sign * const`` where ``x`` is a current: the constant joins its synapse's bias."""
+    if x.kind != CURRENT:
+        raise Refusal(f"adds a constant to {describe(x)}; only a current (a synapse's output) "
+                      "takes a constant, as its bias")
+    return affine(L, x, 1.0, sign * channel_vector(L, x, const, out.shape))
 
 
 def add(L, path, args, kwargs, out):
-    if arg(args, kwargs, 2, "alpha", 1) != 1:
+    alpha = arg(args, kwargs, 2, "alpha", 1)
+    if alpha != 1:
         raise Refusal("add with alpha != 1 is not supported")
+    for x, c in ((args[0], args[1]), (args[1], args[0])):
+        const = _constant(L, c)
+        if const is not None and L.value(x) is not None and L.value(x).kind != CONST:
+            return _shifted(L, need_node(L, L.value(x), "add"), const, 1.0, out)
     a, b = L.value(args[0]), L.value(args[1])
-    if a is None or b is None or CONST in (a.kind, b.kind):
-        raise Refusal("adds a constant to a traced tensor (a bias belongs in a layer)")
+    if a is None or b is None:
+        raise Refusal("adds something that is not a tensor")
     a, b = (need_node(L, v, "add", (SPIKES, INTEGER, CURRENT)) for v in (a, b))
     if a.scale != 1.0 or b.scale != 1.0:
         raise Refusal("adds scaled spikes")
@@ -127,6 +150,25 @@ def add(L, path, args, kwargs, out):
     name = L.add_node(("add", base.node, other), f"{path}.add" if path else "add", op,
                       [base.node, other], L.info[base.node].form, INTEGER if spikes else CURRENT)
     return Value(L.info[name].kind, name, base.axes)
+
+
+def sub(L, path, args, kwargs, out):
+    """``current - constant``; ``constant - current`` (``__rsub__``) negates the synapse."""
+    if arg(args, kwargs, 2, "alpha", 1) != 1:
+        raise Refusal("sub with alpha != 1 is not supported")
+    x, const = L.value(args[0]), _constant(L, args[1])
+    if x is None or const is None:
+        raise Refusal("subtracts a traced tensor; only a constant can be subtracted (from a "
+                      "current: it joins the bias)")
+    return _shifted(L, need_node(L, x, "sub"), const, -1.0, out)
+
+
+def rsub(L, path, args, kwargs, out):
+    x, const = L.value(args[0]), _constant(L, args[1])
+    if x is None or const is None:
+        raise Refusal("subtracts a traced tensor from something that is not a constant")
+    negated = affine(L, need_node(L, x, "sub"), -1.0, 0.0) if x.kind == CURRENT else x
+    return _shifted(L, negated, const, 1.0, out)
 
 
 def _matching_form(L, a: Value, b: Value) -> Axes:

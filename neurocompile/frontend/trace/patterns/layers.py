@@ -7,10 +7,14 @@ import numpy as np
 from .... import ir
 from ..lower import Refusal, arg, describe, owner_name, int_pair, weight_of, need_node
 from ..values import CURRENT, INPUT, INTEGER, SPIKES, Value
+from .chains import then_batch_norm, then_synapse
+
+#: what a synapse reads: spikes, the input, or a current (a chain, folded into one synapse)
+READS = (INPUT, SPIKES, INTEGER, CURRENT)
 
 
 def linear(L, path, args, kwargs, out):
-    x = need_node(L, L.value(args[0]), "linear", (INPUT, SPIKES, INTEGER))
+    x = need_node(L, L.value(args[0]), "linear", READS)
     w, wid = weight_of(L, args[1], "linear weight")
     b, bid = weight_of(L, arg(args, kwargs, 2, "bias"), "linear bias")
     axes = L.atoms.axes(x.axes)
@@ -24,13 +28,24 @@ def linear(L, path, args, kwargs, out):
     node = L.as_form(x, want, path, "linear")
     c = L.atoms.new(w.shape[0], "c")
     op = ir.Linear(w * x.scale, b if b is not None else np.zeros(w.shape[0]))
-    name = L.add_node(("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op, [node],
-                      (*want[:-1], (c,)), CURRENT)
+    name = _synapse(L, ("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op, x,
+                    node, (*want[:-1], (c,)))
     return Value(CURRENT, name, x.axes[:-1] + (L.info[name].form[-1],))
 
 
+def _synapse(L, key: tuple, base: str, op, x: Value, node: str, form) -> str:
+    """The node of ``op`` reading ``node`` (the data of ``x``); a current is read by folding the
+    chain into one synapse (``chains``)."""
+    if x.kind == CURRENT:
+        if node != x.node:
+            raise Refusal(f"reads the current {x.node} through a layout view; only spikes can be "
+                          "viewed")
+        return then_synapse(L, x, op, key, base, form)
+    return L.add_node(key, base, op, [node], form, CURRENT)
+
+
 def conv2d(L, path, args, kwargs, out):
-    x = need_node(L, L.value(args[0]), "conv2d", (INPUT, SPIKES, INTEGER))
+    x = need_node(L, L.value(args[0]), "conv2d", READS)
     w, wid = weight_of(L, args[1], "conv2d weight")
     b, bid = weight_of(L, arg(args, kwargs, 2, "bias"), "conv2d bias")
     stride = int_pair(arg(args, kwargs, 3, "stride", 1), "stride")
@@ -51,8 +66,8 @@ def conv2d(L, path, args, kwargs, out):
         node = L.as_form(x, (axes[2] + axes[3], axes[1]), path, "conv2d")
         c = L.atoms.new(w.shape[0], "c")
         op = ir.Linear(w[:, :, 0, 0] * x.scale, b if b is not None else np.zeros(w.shape[0]))
-        name = L.add_node(("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op,
-                          [node], (axes[2] + axes[3], (c,)), CURRENT)
+        name = _synapse(L, ("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op,
+                        x, node, (axes[2] + axes[3], (c,)))
         return Value(CURRENT, name, (x.axes[0], (c,), x.axes[2], x.axes[3]))
     node = L.as_form(x, axes[1:], path, "conv2d")
     L.outer_ok(Value(x.kind, node), axes[:1], "conv2d")
@@ -60,14 +75,14 @@ def conv2d(L, path, args, kwargs, out):
                    groups)
     h, wd = out.shape[-2:]
     form = ((L.atoms.new(w.shape[0], "c"),), (L.atoms.new(h, "h"),), (L.atoms.new(wd, "w"),))
-    name = L.add_node(("conv2d", wid, bid, node, stride, padding, groups, x.scale),
-                      owner_name(L, args[1], path), op, [node], form, CURRENT)
+    name = _synapse(L, ("conv2d", wid, bid, node, stride, padding, groups, x.scale),
+                    owner_name(L, args[1], path), op, x, node, form)
     return Value(CURRENT, name, x.axes[:1] + L.info[name].form)
 
 
 def conv1d(L, path, args, kwargs, out):
     """A 1x1 Conv1d over (batch, C, N) tokens is a token-wise Linear."""
-    x = need_node(L, L.value(args[0]), "conv1d", (INPUT, SPIKES, INTEGER))
+    x = need_node(L, L.value(args[0]), "conv1d", READS)
     w, wid = weight_of(L, args[1], "conv1d weight")
     b, bid = weight_of(L, arg(args, kwargs, 2, "bias"), "conv1d bias")
     options = [arg(args, kwargs, i, n, d) for i, n, d in
@@ -83,8 +98,8 @@ def conv1d(L, path, args, kwargs, out):
     L.outer_ok(Value(x.kind, node), axes[:1], "conv1d")
     c = L.atoms.new(w.shape[0], "c")
     op = ir.Linear(w[:, :, 0] * x.scale, b if b is not None else np.zeros(w.shape[0]))
-    name = L.add_node(("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op, [node],
-                      (axes[2], (c,)), CURRENT)
+    name = _synapse(L, ("linear", wid, bid, node, x.scale), owner_name(L, args[1], path), op, x,
+                    node, (axes[2], (c,)))
     return Value(CURRENT, name, (x.axes[0], (c,), x.axes[2]))
 
 
@@ -111,6 +126,8 @@ def batch_norm(L, path, args, kwargs, out):
                       beta if beta is not None else np.zeros(n), eps, channel_axis)
     if x.scale != 1.0:
         raise Refusal("BatchNorm of a scaled current is not supported")
+    if isinstance(L.g[x.node].op, ir.BatchNorm):
+        return then_batch_norm(L, x, op, ("bn", mid), owner_name(L, args[1], path))
     name = L.add_node(("bn", mid, x.node), owner_name(L, args[1], path), op, [x.node],
                       L.info[x.node].form, CURRENT)
     return Value(CURRENT, name, x.axes)
