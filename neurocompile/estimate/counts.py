@@ -516,6 +516,21 @@ class _Counter:
                     steps=dict(sops=self.zeros(), graded_sops=self.zeros(),
                                attention_qk_ops=compare_steps, attention_av_ops=self.zeros()))
 
+    def position_sum(self, node: ir.Node) -> dict:
+        """A sum of currents over every position on the x86 cores: each step one addition per
+        input element (dense), counted as x86 operations like the max-pool it reads."""
+        src = node.inputs[0]
+        x = self.values(src)
+        elements = int(np.prod(self.graph.shape(src)))
+        add_steps = np.full(self.steps, elements * self.samples, dtype=np.int64)
+        return dict(sops=0, graded_sops=0, attention_qk_ops=int(add_steps.sum()),
+                    attention_av_ops=0, nonzero=int(np.count_nonzero(x)),
+                    elements=elements * self.samples * self.steps,
+                    payload_bits=self.payload_bits(src), fan_out_total=0, flops=elements,
+                    first=False, analytic=0.0, macs=0.0,
+                    steps=dict(sops=self.zeros(), graded_sops=self.zeros(),
+                               attention_qk_ops=add_steps, attention_av_ops=self.zeros()))
+
     def pool(self, node: ir.Node) -> dict:
         op: ir.SpikeMaxPool = node.op
         src = node.inputs[0]
@@ -657,6 +672,7 @@ register_counting_rule(ir.IntLinear, "linear")(_Counter.synapse)
 register_counting_rule(ir.IntSSA, "attention")(_Counter.attention)
 #: x86 work like the attention products ("attention" kind: the mapper puts it on the x86 cores)
 register_counting_rule(ir.CurrentMaxPool, "attention")(_Counter.current_pool)
+register_counting_rule(ir.PositionSum, "attention")(_Counter.position_sum)
 
 
 def count_activity(graph: ir.Graph, trace, *, count_zero_weights: bool = True) -> ActivityCounts:

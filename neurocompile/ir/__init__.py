@@ -1,7 +1,7 @@
 """The neurocompile IR: a graph of small primitives (one dataclass each)."""
 from .attention import SSA, IntSSA
 from .graph import Graph, Node
-from .membrane import CurrentMaxPool, CurrentSum
+from .membrane import CurrentMaxPool, CurrentSum, PositionSum
 from .map_attention import (IntNSADAttention, IntSSABin, IntXNORAttention, NSADAttention, SSABin,
                             XNORAttention)
 from .neurons import LIF, LeakyNeuron, LoihiLIF
@@ -15,6 +15,6 @@ from .temporal import IntTemporalLinear, TemporalLinear, TemporalWindow
 __all__ = ["Graph", "Node", "Op", "Input", "Add", "Tokens", "Image", "Flatten", "SpikeMaxPool", "Readout", "Conv2d",
            "Linear", "BatchNorm", "IntConv2d", "IntLinear", "LIF", "LeakyNeuron", "LoihiLIF", "SSA", "IntSSA",
            "SSABin", "IntSSABin", "XNORAttention", "IntXNORAttention",
-           "CurrentSum", "CurrentMaxPool", "HeadSum", "TokenSum", "IntHeadSum", "IntTokenSum", "SpikeAnd",
+           "CurrentSum", "CurrentMaxPool", "PositionSum", "HeadSum", "TokenSum", "IntHeadSum", "IntTokenSum", "SpikeAnd",
            "SpikeBroadcast", "CoincidenceInput", "NSADAttention", "IntNSADAttention",
            "TemporalWindow", "TemporalLinear", "IntTemporalLinear"]

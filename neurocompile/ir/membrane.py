@@ -46,3 +46,21 @@ class CurrentMaxPool(WindowPool, Op):
     kernel: int
     stride: int
     padding: int
+
+
+@dataclass(eq=False)
+class PositionSum(Op):
+    """Sum of a current over every position: (C, H, W) or tokens (N, C) -> (C,).
+
+    The Spike-driven Transformer's head averages its membrane stream over the positions; where the
+    stream holds a ``CurrentMaxPool`` (``pooling_stat`` ending in '1') the average is not a
+    synapse. The frontend then sums instead (the reading neuron's threshold multiplied by the
+    number of positions: the same spikes), so the integer graph keeps this op as it is (a sum of
+    integers is exact). Like the max-pool it runs on the embedded x86 cores.
+    """
+
+    def output_shape(self, input_shapes):
+        shape = input_shapes[0]
+        if len(shape) not in (2, 3):
+            raise ValueError(f"PositionSum expects (C, H, W) or tokens (N, C), got {shape}")
+        return (shape[0],) if len(shape) == 3 else (shape[1],)

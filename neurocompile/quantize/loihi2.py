@@ -135,7 +135,8 @@ def state_factor(neuron: ir.LeakyNeuron, steps, target: Target) -> float:
 def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
                  readers: list[list[int]], threshold: float, target: Target,
                  state: float = 0.0, bias_real: float = 0.0,
-                 current_bound: Callable[[np.ndarray, int], int] | None = None):
+                 current_bound: Callable[[np.ndarray, int], int] | None = None,
+                 max_factor: int = 1):
     """One scale alpha for synapses whose currents add up in neurons (a single synapse too).
 
     ``reals[i]`` is synapse i's real weight ``gain * s_x * W`` on integer inputs in
@@ -147,7 +148,8 @@ def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
     + 2) * state`` fits the signed state bits (a leaky voltage that sums several steps of input;
     ``bias_real`` bounds ``gain * |b|``).
     ``current_bound(weights, input_max)`` is a synapse's worst-case |a_in| (default: one
-    accumulation, ``_current_bound``; DS2TA's TASA sums shifted taps).
+    accumulation, ``_current_bound``; DS2TA's TASA sums shifted taps). A reader whose threshold
+    is ``k <= max_factor`` times ``threshold`` gets ``k * vth``, which must fit too.
     Returns ``(alpha, vth, integer weights per synapse, worst-case current per reader)``.
     """
     current_bound = current_bound or _current_bound
@@ -157,7 +159,7 @@ def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
     # already on a grid, e.g. projected by zoo.finetune, quantize to that grid again), then
     # lowered until vth and the current bound fit.
     alpha = target.max_weight_mantissa * 2 * shift / peak
-    alpha = min(alpha, shift * target.max_threshold / threshold)
+    alpha = min(alpha, shift * target.max_threshold / (threshold * max_factor))
     for _ in range(64):
         vth = int(math.floor(alpha * threshold / shift * (1 + 1e-12)))
         if vth < 1:
@@ -433,7 +435,7 @@ SYNAPSE_RULES.update({ir.HeadSum: spike_count_neuron, ir.TokenSum: spike_count_n
 #: Spiking ops that become a synapse + neuron pair of their own:
 #: ``rule(node, ranges, target) -> (nodes, info)``.
 NEURON_RULES = {ir.SpikeAnd: coincidence_neuron}
-EXACT_OPS += (ir.CurrentSum, ir.SpikeBroadcast)
+EXACT_OPS += (ir.CurrentSum, ir.SpikeBroadcast, ir.PositionSum)
 
 # DS2TA: TASA synapses (a weight exponent per delay tap) and NSAD attention (quantize/ds2ta.py).
 from .ds2ta import fuse_temporal_windows, nsad_attention, temporal_synapse  # noqa: E402

@@ -17,7 +17,7 @@ from .. import ir
 from ..target import Target
 from . import spike_logic
 from .ranges import value_ranges
-from .shared_scale import STREAM_OPS
+from .shared_scale import STREAM_OPS, positions
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def _synapse_bound(graph: ir.Graph, name: str, ranges) -> float:
         return float(op.a_in_bound(*graph.shape(name)))
     if isinstance(op, ir.CurrentMaxPool):  # a max of its synapse's currents: no larger
         return _synapse_bound(graph, node.inputs[0], ranges)
+    if isinstance(op, ir.PositionSum):  # every position's current, added up
+        return positions(graph, name) * _synapse_bound(graph, node.inputs[0], ranges)
     if isinstance(op, STREAM_OPS):  # a membrane shortcut: the neuron sums all its synapses
         return sum(_synapse_bound(graph, src, ranges) for src in node.inputs)
     bound = spike_logic.current_bound(graph, name)

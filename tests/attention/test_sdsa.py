@@ -179,9 +179,13 @@ def test_group_scale_fits_the_summed_current(target):
     assert all(f.ok for f in check_overflow(q.graph, target))
 
 
-def test_group_needs_one_threshold(target):
+def test_group_thresholds_are_multiples_of_the_smallest(target):
+    """One scale for both: b's threshold 0.5, a's twice that gets twice b's vth, exactly; a
+    threshold 1.5 times another has no integer vth at the same scale for both."""
+    q = quantize(run_pipeline(_stream_graph(1.0, threshold_b=0.5)), target)
+    assert q.graph["a"].op.vth == 2 * q.graph["b"].op.vth
     with pytest.raises(QuantizationError, match="a, b read one membrane shortcut"):
-        quantize(run_pipeline(_stream_graph(1.0, threshold_b=0.5)), target)
+        quantize(run_pipeline(_stream_graph(1.0, threshold_b=1.5)), target)
 
 
 def test_lava_sums_per_population_synapses(shipped, test_images):

@@ -12,7 +12,9 @@ Mapping (stock Lava processes wherever the math allows):
 * ``SpikeMaxPool`` -> a depthwise all-ones ``Conv`` into an OR neuron (``LIF``, vth 0, no memory);
 * ``IntSSA`` -> the custom ``SpikingSelfAttention`` process;
 * ``CurrentMaxPool`` (a Conv's currents pooled before its LIF) -> the custom ``CurrentMaxPool``
-  process (the embedded x86 cores' work on Loihi 2);
+  process (the embedded x86 cores' work on Loihi 2), ``PositionSum`` (such currents summed over
+  the positions) -> the custom ``PositionSum``; a membrane stream that needs either later than it
+  comes gets a copy, like a synapse;
 * ``IntSSABin``, ``IntXNORAttention`` -> the custom ``MapAttention`` process, Gray-PE bits from a
   bias-driven ``LIF`` (``lower_map_attention.py``);
 * ``IntTemporalLinear`` (DS2TA's TASA) -> a Conv for tap 0 and, per older tap, a ``Sparse`` with
@@ -186,11 +188,20 @@ class _Builder:
         for name in names:
             for port, d in self.out.ports[name]:
                 if d < depth and id(port) in self.synapse_outputs:
-                    (port, d), = self.synapse(self.synapse_outputs[id(port)], depth)
+                    (port, d), = self.rebuild(self.synapse_outputs[id(port)], depth)
                 src = self.delayed(port, shape, depth - d, self.source_bits(name)) \
                     if d < depth else self.shaped(port, shape)
                 src.connect(in_port)
         return depth
+
+    def rebuild(self, node: ir.Node, depth: int):
+        """A copy of a synapse (or of a max-pool or position sum of a synapse's currents) whose
+        output comes at ``depth``."""
+        if isinstance(node.op, ir.CurrentMaxPool):
+            return self.current_max_pool(node, depth)
+        if isinstance(node.op, ir.PositionSum):
+            return self.position_sum(node, depth)
+        return self.synapse(node, depth)
 
     # -- per-op lowerings -----------------------------------------------------------------------
     def input_(self, node: ir.Node):
@@ -290,8 +301,9 @@ class _Builder:
             raise GraphError(f"{node.name}: q, k, v arrive at different depths {sorted(depths)}")
         return [(proc.a_out, depths.pop() + 1)]
 
-    def current_max_pool(self, node: ir.Node):
-        """``CurrentMaxPool`` -> the custom process, between the Conv and its neurons."""
+    def current_max_pool(self, node: ir.Node, depth: int | None = None):
+        """``CurrentMaxPool`` -> the custom process, between the Conv and its neurons; its
+        output at ``depth`` (default: as early as its inputs allow)."""
         from .processes.current_max_pool import CurrentMaxPool
 
         op: ir.CurrentMaxPool = node.op
@@ -299,14 +311,30 @@ class _Builder:
         proc = self.add_proc(CurrentMaxPool(in_shape=in_shape, out_shape=self.shape_of(node.name),
                                             kernel=op.kernel, stride=op.stride,
                                             padding=op.padding, name=node.name))
-        depth = self.connect_inputs(node.inputs, proc.a_in, in_shape)
+        depth = self.connect_inputs(node.inputs, proc.a_in, in_shape,
+                                    None if depth is None else depth - 1)
+        self.synapse_outputs[id(proc.a_out)] = node
+        return [(proc.a_out, depth + 1)]
+
+    def position_sum(self, node: ir.Node, depth: int | None = None):
+        """``PositionSum`` -> the custom process, summing a current over every position."""
+        from .processes.current_max_pool import PositionSum
+
+        in_shape = self.shape_of(node.inputs[0])
+        image = len(self.graph.shape(node.inputs[0])) == 3
+        proc = self.add_proc(PositionSum(in_shape=in_shape, channel_axis=2 if image else 1,
+                                         name=node.name))
+        depth = self.connect_inputs(node.inputs, proc.a_in, in_shape,
+                                    None if depth is None else depth - 1)
+        self.synapse_outputs[id(proc.a_out)] = node
         return [(proc.a_out, depth + 1)]
 
     def build(self) -> Lowered:
         lowerings = {ir.Input: self.input_, ir.IntConv2d: self.synapse,
                      ir.IntLinear: self.synapse, ir.LoihiLIF: self.lif,
                      ir.SpikeMaxPool: self.max_pool, ir.IntSSA: self.ssa,
-                     ir.Flatten: self.flatten, ir.CurrentMaxPool: self.current_max_pool}
+                     ir.Flatten: self.flatten, ir.CurrentMaxPool: self.current_max_pool,
+                     ir.PositionSum: self.position_sum}
         lowerings.update({op: functools.partial(lower_op, self)
                           for op, lower_op in MAP_ATTENTION_LOWERINGS.items()})
         lowerings.update({op: functools.partial(lower_op, self)
@@ -347,7 +375,7 @@ def pipeline_depth(graph: ir.Graph) -> int:
     for node in graph:
         base = max((depth[i] for i in node.inputs), default=0)
         adds = isinstance(node.op, (ir.IntConv2d, ir.IntLinear, ir.IntSSA, ir.SpikeMaxPool,
-                                    ir.CurrentMaxPool,
+                                    ir.CurrentMaxPool, ir.PositionSum,
                                     *MAP_ATTENTION_LOWERINGS, *SPIKE_LOGIC_SYNAPSES,
                                     *DS2TA_LOWERINGS))
         depth[node.name] = base + (1 if adds else 0)

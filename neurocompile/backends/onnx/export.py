@@ -151,6 +151,9 @@ def value_bounds(graph: ir.Graph) -> dict[str, int]:
             bounds[node.name] = int(op.max_value)
         elif isinstance(op, (ir.SpikeMaxPool, ir.CurrentMaxPool)):  # a max of its input
             bounds[node.name] = ins[0]
+        elif isinstance(op, ir.PositionSum):
+            shape = graph.shape(node.inputs[0])
+            bounds[node.name] = ins[0] * int(np.prod(shape[1:] if len(shape) == 3 else shape[:1]))
         elif op.spiking:
             bounds[node.name] = 1
         elif isinstance(op, (ir.Add, ir.Tokens, ir.Image, ir.Flatten)):
@@ -221,6 +224,12 @@ def _current_max_pool(ctx, node, xs, state):
     y = b.op("MaxPool", [b.cast(xs[0], TensorProto.DOUBLE)], kernel_shape=[op.kernel] * 2,
              strides=[op.stride] * 2, pads=[op.padding] * 4)
     return b.cast(y, TensorProto.INT64)
+
+
+def _position_sum(ctx, node, xs, state):
+    b = ctx.builder
+    axes = [2, 3] if len(ctx.graph.shape(node.inputs[0])) == 3 else [1]
+    return b.op("ReduceSum", [xs[0], b.const(axes)], keepdims=0)
 
 
 def _image(ctx, node, xs, state):
@@ -309,7 +318,7 @@ EMITTERS: dict[type, Emitter] = {
     ir.Input: _input, ir.IntConv2d: _int_conv2d, ir.IntLinear: _int_linear,
     ir.LoihiLIF: _loihi_lif, ir.IntSSA: _int_ssa, ir.Add: _add, ir.Tokens: _tokens, ir.Image: _image,
     ir.SpikeMaxPool: _spike_max_pool, ir.Flatten: _flatten, ir.Readout: _readout,
-    ir.CurrentMaxPool: _current_max_pool,
+    ir.CurrentMaxPool: _current_max_pool, ir.PositionSum: _position_sum,
 }
 
 

@@ -56,5 +56,11 @@ def current_max_pool(op, xs, state, t):
     return fixedpoint.max_pool(xs[0], op.kernel, op.stride, op.padding)
 
 
+def position_sum(op, xs, state, t):
+    """(B, C, H, W) or tokens (B, N, C) -> (B, C)."""
+    x = xs[0]
+    return x.sum(axis=(2, 3)) if x.ndim == 4 else x.sum(axis=1)
+
+
 def spike_broadcast(op, xs, state, t):
     return fixedpoint.broadcast_spikes(xs[0], op.broadcast, op.size)

@@ -57,7 +57,7 @@ def ssa(op: ir.SSA, xs, state, t):
 
 KERNELS = {
     ir.Input: input_, ir.Conv2d: conv2d, ir.Linear: linear, ir.BatchNorm: batch_norm,
-    ir.LIF: lif, ir.LeakyNeuron: leaky_neuron, ir.SSA: ssa, ir.Add: common.add, ir.Tokens: common.tokens, ir.CurrentMaxPool: common.current_max_pool, ir.Image: common.image, ir.Flatten: common.flatten,
+    ir.LIF: lif, ir.LeakyNeuron: leaky_neuron, ir.SSA: ssa, ir.Add: common.add, ir.Tokens: common.tokens, ir.CurrentMaxPool: common.current_max_pool, ir.PositionSum: common.position_sum, ir.Image: common.image, ir.Flatten: common.flatten,
     ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
 }
 

@@ -40,7 +40,7 @@ def int_ssa(op: ir.IntSSA, xs, state, t):
 
 KERNELS = {
     ir.Input: input_, ir.IntConv2d: int_conv2d, ir.IntLinear: int_linear,
-    ir.LoihiLIF: loihi_lif, ir.IntSSA: int_ssa, ir.Add: common.add, ir.Tokens: common.tokens, ir.CurrentMaxPool: common.current_max_pool, ir.Image: common.image, ir.Flatten: common.flatten,
+    ir.LoihiLIF: loihi_lif, ir.IntSSA: int_ssa, ir.Add: common.add, ir.Tokens: common.tokens, ir.CurrentMaxPool: common.current_max_pool, ir.PositionSum: common.position_sum, ir.Image: common.image, ir.Flatten: common.flatten,
     ir.SpikeMaxPool: common.spike_max_pool, ir.Readout: common.readout,
 }
 

@@ -12,6 +12,7 @@ a Python time loop is one IR layer. Nothing here decides that the graph is right
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -239,11 +240,24 @@ class Lowering:
                     raise Refusal(f"a current decay after {x.node}, which has a bias or a "
                                   "BatchNorm: Loihi adds biases to the voltage, not the current; "
                                   "use bias=False and no BatchNorm before it")
-            node = self.add_node(key, path, spec.op, [x.node], self.info[x.node].form, SPIKES)
+            node = self.add_node(key, path, _reading(spec.op, x.scale), [x.node],
+                                 self.info[x.node].form, SPIKES)
             self.neuron_paths[node] = path
             self.recorded[node] = []
         self.recorded[node].append((spikes.detach().clone(), x.axes, step, spec.graded))
         return Value(SPIKES, node, x.axes, spec.graded, step=step)
+
+
+def _reading(op: ir.Op, scale: float) -> ir.Op:
+    """The neuron ``op`` reading ``1 / scale`` times its torch input (a position sum standing for
+    a mean): the same spikes with the threshold times ``1 / scale`` (the state resets to 0)."""
+    if scale == 1.0:
+        return op
+    if isinstance(op, ir.LeakyNeuron):
+        return dataclasses.replace(op, threshold=op.threshold / scale)
+    if isinstance(op, ir.LIF):
+        return dataclasses.replace(op, v_threshold=op.v_threshold / scale)
+    raise Refusal(f"a {type(op).__name__} cannot read a sum standing for a mean")
 
 
 def _tensor_args(args, kwargs):

@@ -75,3 +75,46 @@ class PyCurrentMaxPoolModelFixed(PyLoihiProcessModel):
         pooled = fixedpoint.max_pool(x.transpose(2, 1, 0), int(p["kernel"]), int(p["stride"]),
                                      int(p["padding"]))
         self.a_buf = pooled.transpose(2, 1, 0).astype(np.int32)
+
+
+class PositionSum(AbstractProcess):
+    """Integer sum over every position of the currents it receives (embedded x86 cores).
+
+    What it computes
+        ``a_in`` receives currents on Lava's image (X, Y, C) or token (N, C, 1) layout;
+        ``a_out`` sends their sum over every position, a vector (1, C, 1) (``ir.PositionSum``).
+
+    Timing
+        A one-step delay, like ``CurrentMaxPool``.
+
+    Why a custom process
+        The Spike-driven Transformer's head averages a membrane stream that holds a max-pool of
+        currents: not a synapse, so the x86 cores that computed the maxima add them up too.
+    """
+
+    def __init__(self, *, in_shape: ty.Tuple[int, int, int], channel_axis: int,
+                 name: ty.Optional[str] = None, log_config: ty.Optional[LogConfig] = None) -> None:
+        super().__init__(in_shape=in_shape, channel_axis=channel_axis, name=name,
+                         log_config=log_config)
+        channels = int(in_shape[channel_axis])
+        self.a_in = InPort(shape=tuple(int(s) for s in in_shape))
+        self.a_out = OutPort(shape=(1, channels, 1))
+        self.a_buf = Var(shape=(1, channels, 1), init=0)
+
+
+@implements(proc=PositionSum, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyPositionSumModelFixed(PyLoihiProcessModel):
+    """Bit-accurate integer model of :class:`PositionSum` (one-step delay)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buf)
+        x = self.a_in.recv().astype(np.int64)
+        axis = int(self.proc_params["channel_axis"])
+        total = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis]).sum(axis=0)
+        self.a_buf = total.reshape(1, -1, 1).astype(np.int32)

@@ -37,6 +37,8 @@ class Chain:
 
 def chain_of(L: Lowering, node: str) -> Chain:
     """The single synapse computing the current ``node`` (BatchNorms folded in)."""
+    if L.info[node].kind != CURRENT:
+        raise Refusal(f"{node} is not a current")
     op = L.g[node].op
     (src,) = L.g[node].inputs
     if isinstance(op, ir.BatchNorm):
@@ -148,6 +150,8 @@ def channel_vector(L: Lowering, x: Value, const: np.ndarray, out_shape) -> np.nd
 
 def affine(L: Lowering, x: Value, scale: float, shift: np.ndarray | float) -> Value:
     """``scale * x + shift`` of the current ``x`` (``shift`` per channel): one synapse."""
+    if x.scale != 1.0:
+        raise Refusal("an average of a current that holds a max-pool is read by a neuron only")
     chain = chain_of(L, x.node)
     n = chain.op.weight.shape[0]
     shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (n,))

@@ -7,7 +7,12 @@ synapse's spikes ``s`` to each output channel. So the mean becomes ordinary syna
 of the sum a ``Linear`` from ``Flatten(s)`` (its BatchNorm folded in), summed into the neuron as
 a ``CurrentSum``. For a token-wise Linear ``M`` repeats ``W / N`` over the N tokens; for a
 convolution it is the transposed convolution of ones over the output positions, divided by their
-number. A max-pooled current is not linear: refused.
+number.
+
+A max-pooled current (the Spike-driven Transformer's last SPS stage, ``pooling_stat`` ending in
+'1') is not linear. Its mean over the P positions stays on the x86 cores that pooled it: a
+``PositionSum``, with every synapse part multiplied by P. The result is P times the torch value
+(``Value.scale = 1 / P``); the neuron reading it gets P times its threshold (the same spikes).
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ def _leaves(L, node: str) -> list[str]:
     op = L.g[node].op
     if isinstance(op, (ir.CurrentSum, ir.Tokens)):
         return [leaf for src in L.g[node].inputs for leaf in _leaves(L, src)]
-    if isinstance(op, (ir.Linear, ir.Conv2d, ir.BatchNorm)):
+    if isinstance(op, (ir.Linear, ir.Conv2d, ir.BatchNorm, ir.CurrentMaxPool)):
         return [node]
     raise Refusal(f"averages {node} ({type(op).__name__}) over positions; only sums of "
                   "synapse outputs have a linear mean")
@@ -62,10 +67,22 @@ def _position_mean(L, leaf: str) -> tuple[str, np.ndarray, np.ndarray]:
 
 
 def current_mean(L, path: str, v: Value, kept: Axes) -> Value:
-    """The current ``mean over every position of v`` as synapses into a vector (C,)."""
+    """The current ``mean over every position of v`` as synapses into a vector (C,) (times P, the
+    number of positions, when ``v`` holds a max-pool: see the module docstring)."""
+    leaves = _leaves(L, v.node)
+    pooled = any(isinstance(L.g[leaf].op, ir.CurrentMaxPool) for leaf in leaves)
+    form = L.form(v.node)
+    times = int(np.prod([a.size for g in form if g != channel_group(form) for a in g])) \
+        if pooled else 1
     parts = []
-    for leaf in _leaves(L, v.node):
+    for leaf in leaves:
+        if isinstance(L.g[leaf].op, ir.CurrentMaxPool):
+            channels = L.form(leaf)[0]
+            parts.append(L.add_node(("position_sum", leaf), f"{leaf}.sum", ir.PositionSum(),
+                                    [leaf], (channels,), CURRENT))
+            continue
         src, matrix, bias = _position_mean(L, leaf)
+        matrix, bias = matrix * times, bias * times
         if len(L.form(src)) > 1:
             flat = tuple(a for g in L.form(src) for a in g)
             src = L.as_form(Value(L.info[src].kind, src), (flat,), path, "mean")
@@ -76,4 +93,4 @@ def current_mean(L, path: str, v: Value, kept: Axes) -> Value:
         CURRENT)
     old = channel_group(L.form(v.node))
     return Value(CURRENT, node, tuple(L.info[node].form[0] if L.atoms.group(g) == old else g
-                                      for g in kept))
+                                      for g in kept), scale=1.0 / times)
