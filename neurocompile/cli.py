@@ -112,14 +112,68 @@ def _checked_bundle(path):
     return bundle
 
 
+DIGITS_SOURCE = "digits-test"
+DIGITS_SAMPLES = 100  # --samples' default on the digits test split (a file's samples: all)
+
+
+def _user_samples(args, bundle):
+    """(samples, input file, labels file) from --data or --input (+ --labels); None without."""
+    from .evaluate import load_inputs, load_labels, load_npz
+
+    data, inputs, labels = (getattr(args, k, None) for k in ("data", "input", "labels"))
+    if data and (inputs or labels):
+        raise NeurocompileError("--data holds both inputs and labels: pass it alone, or "
+                                "--input (and --labels) instead")
+    if labels and not inputs:
+        raise NeurocompileError("--labels needs --input (the digits test split has its own)")
+    if data:
+        return load_npz(data, bundle.graph), data, data
+    if not inputs:
+        return None
+    samples = load_inputs(inputs, bundle.graph)
+    if labels:
+        samples.labels = load_labels(labels, len(samples.images), bundle.graph)
+    return samples, inputs, labels
+
+
+def _digits(args, bundle):
+    """The first --samples digits test images in the model's input shape, and the split's size."""
+    from .evaluate import digits_for_model, digits_test_samples
+
+    split = digits_test_samples(None)
+    count = DIGITS_SAMPLES if args.samples is None else args.samples
+    samples = split.first(count, "the digits test split")  # before the shape: its error first
+    return digits_for_model(samples, bundle.graph, bundle.path), len(split.images)
+
+
 def _inputs(args, bundle):
-    from .evaluate import digits_test_samples, load_inputs
+    """The samples to run, and where they come from (the ``data`` field of the JSON output)."""
+    user = _user_samples(args, bundle)
+    if user is None:
+        samples, available = _digits(args, bundle)
+        source = labels = DIGITS_SOURCE
+    else:
+        every, source, labels = user
+        samples = every.first(args.samples, f"the samples in {source}")
+        available = len(every.images)
+    return samples, {"source": str(source), "labels": None if labels is None else str(labels),
+                     "samples": len(samples.images), "available": available}
 
-    if getattr(args, "input", None):
-        return load_inputs(args.input, bundle.graph)
-    from .evaluate import digits_for_model
 
-    return digits_for_model(digits_test_samples(args.samples), bundle.graph, bundle.path)
+def _data_line(data: dict) -> str:
+    from .evaluate import digits_test_description
+
+    source = digits_test_description() if data["source"] == DIGITS_SOURCE else data["source"]
+    n, available = data["samples"], data["available"]
+    line = f"data               {source}, " + (f"first {n} of {available}" if n < available
+                                               else f"all {n}")
+    if data["source"] != DIGITS_SOURCE:
+        line += f", labels {data['labels']}" if data["labels"] else ", no labels"
+    return line
+
+
+def _score(value: float | None) -> str:
+    return "n/a (no labels)" if value is None else f"{value:.4f}"
 
 
 def _simulate(args, bundle, samples, backend: str):
@@ -140,26 +194,25 @@ def cmd_simulate(args) -> None:
     from .evaluate import accuracy, spiking_nodes
 
     bundle = _checked_bundle(args.bundle)
-    samples = _inputs(args, bundle)
+    samples, data = _inputs(args, bundle)
     trace = _simulate(args, bundle, samples, args.backend)
     predictions = trace.predictions()
     rates = {name: float(trace.outputs[name].mean()) for name in spiking_nodes(bundle.graph)}
-    payload = {"backend": args.backend, "samples": len(predictions),
+    payload = {"backend": args.backend, "samples": len(predictions), "data": data,
+               "accuracy": accuracy(predictions, samples.labels),
                "predictions": predictions.tolist(), "firing_rates": rates}
-    text = [f"{args.backend}: {len(predictions)} samples simulated"]
-    if samples.labels is not None:
-        payload["accuracy"] = accuracy(predictions, samples.labels)
-        text.append(f"accuracy {payload['accuracy']:.4f} on the digits test split")
-    else:
+    text = [f"{args.backend}: {len(predictions)} samples simulated", _data_line(data),
+            f"accuracy           {_score(payload['accuracy'])}"]
+    if samples.labels is None:
         text.append("predictions: " + " ".join(map(str, predictions.tolist())))
     _emit(args, payload, "\n".join(text))
 
 
 def cmd_verify(args) -> None:
-    from .evaluate import accuracy, spike_mismatches
+    from .evaluate import accuracy, agreement, spike_mismatches
 
     bundle = _checked_bundle(args.bundle)
-    samples = _inputs(args, bundle)
+    samples, data = _inputs(args, bundle)
     float_pred = bundle.float_predictions(samples.images)
     reference = _simulate(args, bundle, samples, "reference")
     lava = _simulate(args, bundle, samples, "lava")
@@ -167,19 +220,24 @@ def cmd_verify(args) -> None:
     labels = samples.labels
     payload = {
         "samples": len(samples.images),
+        "data": data,
         "float_accuracy": accuracy(float_pred, labels),
         "int_accuracy": accuracy(reference.predictions(), labels),
         "lava_accuracy": accuracy(lava.predictions(), labels),
+        "float_int_prediction_agreement": agreement(float_pred, reference.predictions()),
         "spike_mismatches": sum(mismatches.values()),
         "spike_mismatches_per_layer": mismatches,
         "spikes_compared": int(sum(lava.outputs[n].size for n in mismatches)),
         "predictions_equal": bool((reference.predictions() == lava.predictions()).all()),
     }
     payload["bit_exact"] = payload["spike_mismatches"] == 0 and payload["predictions_equal"]
-    text = (f"samples            {payload['samples']}\n"
-            f"float accuracy     {payload['float_accuracy']:.4f}\n"
-            f"integer accuracy   {payload['int_accuracy']:.4f}\n"
-            f"Lava accuracy      {payload['lava_accuracy']:.4f}\n"
+    text = (f"{_data_line(data)}\n"
+            f"samples            {payload['samples']}\n"
+            f"float accuracy     {_score(payload['float_accuracy'])}\n"
+            f"integer accuracy   {_score(payload['int_accuracy'])}\n"
+            f"Lava accuracy      {_score(payload['lava_accuracy'])}\n"
+            f"float = integer    {payload['float_int_prediction_agreement']:.4f} of predictions "
+            "(float model vs integer reference)\n"
             f"spike mismatches   {payload['spike_mismatches']} of "
             f"{payload['spikes_compared']} (reference vs Lava)\n"
             + ("verdict            Lava is bit-exact with the integer reference"
@@ -201,7 +259,7 @@ def cmd_report(args) -> None:
     if model not in target.energy_models:  # fail before the (long) reference run
         raise NeurocompileError(f"unknown energy model {model!r} for target {target.name!r}; "
                                 f"available: {', '.join(sorted(target.energy_models))}")
-    samples = _inputs(args, bundle)
+    samples, _ = _inputs(args, bundle)
     args.json = args.format == "json"
     trace = _simulate(args, bundle, samples, "reference")
     with _status("mapping onto cores and estimating energy and time", not args.json):
@@ -431,31 +489,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_export)
 
-    def data_args(p, samples_default):
-        p.add_argument("--samples", type=_integer, default=samples_default,
-                       help=f"first N images of the digits test split (default: "
-                            f"{samples_default or 'all 450'})")
-        p.add_argument("--input", help="a .npy array (batch, C, H, W) of integer images to use "
-                                       "instead of the digits test split")
+    def data_args(p, labels: bool = True):
+        p.add_argument("--samples", type=_integer, default=None, metavar="K",
+                       help=f"run the first K samples of the data used (default: the first "
+                            f"{DIGITS_SAMPLES} of the digits test split; all of "
+                            f"{'--input or --data' if labels else '--input'})")
+        p.add_argument("--input", metavar="X.npy",
+                       help="your own static inputs instead of the digits test split: a .npy "
+                            "array (N, *sample), N samples of the bundle's input shape (e.g. "
+                            "(N, 1, 8, 8)), of integer levels 0..max (the bundle reads level k "
+                            "as k times its input scale; digits pixels are 0..16). Time-varying "
+                            "input (N, T, *sample) is not supported yet")
+        if labels:
+            p.add_argument("--labels", metavar="Y.npy",
+                           help="with --input: a .npy array of N integer class ids, 0 up to "
+                                "the bundle's number of classes - 1. Without labels the "
+                                "accuracies are null in --json and n/a in the text")
+            p.add_argument("--data", metavar="D.npz",
+                           help="an .npz archive holding x (as --input) and y (as --labels); "
+                                "not combined with --input or --labels")
         p.add_argument("--timeout", type=_seconds, default=None,
                        help="time limit in seconds for a Lava run (default: sized to the run)")
 
+    data_epilog = ("Without --input or --data the built-in digits test split is used (sklearn, "
+                   "seed 0, 25 % held out); the output names the data in its `data` line / "
+                   "field. Arrays are read without unpickling: object arrays are refused. Bad "
+                   "data (a missing or non-.npy file, a wrong shape, NaN, values off the "
+                   "bundle's input grid, labels out of range) is one error line and exit 2.")
     p = sub.add_parser("simulate", help="run a bundle on the integer reference or in Lava",
-                       description="Simulate BUNDLE and print accuracy and firing rates.")
+                       description="Simulate BUNDLE and print its predictions' accuracy (n/a "
+                                   "without labels) and firing rates.", epilog=data_epilog)
     p.add_argument("bundle")
     p.add_argument("--backend", choices=("reference", "lava"), default="reference",
                    help="reference: the integer interpreter (golden model); lava: Lava's "
                         "Loihi2SimCfg fixed_pt simulation (default: reference)")
-    data_args(p, 100)
+    data_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("verify", help="float vs integer reference vs Lava, spike for spike",
                        description="Compare the float model, the integer reference and Lava on "
-                                   "the same inputs; exit 1 if Lava differs from the reference "
-                                   "in any spike.")
+                                   "the same inputs: accuracies (n/a without labels), how "
+                                   "often the float and integer predictions agree, and spike "
+                                   "mismatches; exit 1 if Lava differs from the reference in "
+                                   "any spike.", epilog=data_epilog)
     p.add_argument("bundle")
-    data_args(p, 100)
+    data_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_verify)
 
@@ -465,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "map the network onto Loihi 2 cores and chips, estimate the "
                                    "time per step and the energy with the target's energy model.")
     p.add_argument("bundle")
-    data_args(p, 100)
+    data_args(p, labels=False)
     p.add_argument("--format", choices=("text", "json", "md", "html"), default="text",
                    help="html: one self-contained file with plots (use -o)")
     p.add_argument("--energy-model", default=None,

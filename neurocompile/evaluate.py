@@ -1,7 +1,11 @@
-"""Measurements shared by ``simulate``, ``verify`` and ``report``: accuracy and spike agreement."""
+"""Measurements shared by ``simulate``, ``verify`` and ``report``: the samples they run (the
+digits test split or the user's arrays), accuracy and spike agreement."""
 from __future__ import annotations
 
+import inspect
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,103 +18,199 @@ from .errors import NeurocompileError
 
 @dataclass
 class Samples:
-    images: np.ndarray  # (B, C, H, W) integers
+    images: np.ndarray  # (N, *sample) integers
     labels: np.ndarray | None
+
+    def first(self, count: int | None, where: str) -> "Samples":
+        """The first ``count`` samples (all for None): what ``--samples`` selects."""
+        if count is None:
+            return self
+        if not 1 <= count <= len(self.images):
+            raise NeurocompileError(f"--samples must be between 1 and {len(self.images)} "
+                                    f"({where})")
+        labels = None if self.labels is None else self.labels[:count]
+        return Samples(self.images[:count], labels)
 
 
 def digits_test_samples(count: int | None) -> Samples:
     split = digits_split()
-    if count is not None and not 1 <= count <= len(split.test_x):
-        raise NeurocompileError(f"--samples must be between 1 and {len(split.test_x)} "
-                                "(the digits test split)")
-    n = len(split.test_x) if count is None else count
-    return Samples(split.test_x[:n], split.test_y[:n])
+    return Samples(split.test_x, split.test_y).first(count, "the digits test split")
 
 
-#: a --input file larger than this is refused before it is read
+def digits_test_description() -> str:
+    """How the built-in split is drawn, read off digits_split's defaults (the ones it runs with)."""
+    params = inspect.signature(digits_split).parameters
+    return (f"digits test split (sklearn, seed {params['seed'].default}, "
+            f"{params['test_fraction'].default * 100:g} %)")
+
+
+#: a --input, --labels or --data array larger than this is refused before it is read
 MAX_INPUT_BYTES = 1 << 30
+ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _npy_header(path) -> tuple[tuple, np.dtype, int]:
-    """(shape, dtype, data offset) from a .npy header, read without loading the data."""
+def _npy_header(fh, where: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) from the .npy header at ``fh``, read without loading the data."""
     fmt = np.lib.format
     try:
-        with open(path, "rb") as fh:
-            version = fmt.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, _, dtype = fmt.read_array_header_2_0(fh)
-            else:
-                shape, _, dtype = fmt._read_array_header(fh, version)
-            return shape, dtype, fh.tell()
-    except FileNotFoundError:
-        raise NeurocompileError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            shape, _, dtype = fmt._read_array_header(fh, version)
     except Exception as exc:  # noqa: BLE001 - numpy's header parser raises several types
         detail = " ".join(str(exc).split())[:200]
-        raise NeurocompileError(f"{path}: not a .npy array file ({detail})") from exc
+        raise NeurocompileError(f"{where}: not a .npy array file ({detail})") from exc
+    if any(d < 0 for d in shape):  # np.fromfile would read "all there is" for -1
+        raise NeurocompileError(f"{where}: not a .npy array file (shape {shape})")
+    return shape, dtype
+
+
+def _read_npy(open_data, where: str, stored: int) -> np.ndarray:
+    """The array in the .npy data ``open_data()`` opens, of ``stored`` bytes: never unpickled,
+    and refused before its data is read if the header announces objects or too many bytes."""
+    with open_data() as fh:
+        shape, dtype = _npy_header(fh, where)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise NeurocompileError(f"{where}: refused: the array holds Python objects (pickled data "
+                                "can run code); save plain integers")
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size > MAX_INPUT_BYTES:
+        raise NeurocompileError(f"{where}: {size} bytes of data is more than the "
+                                f"{MAX_INPUT_BYTES} accepted")
+    if offset + size > stored:
+        raise NeurocompileError(f"{where}: truncated (its header announces {size} bytes of data, "
+                                f"the file holds {stored - offset})")
+    try:
+        with open_data() as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except (ValueError, OSError, EOFError, MemoryError) as exc:
+        raise NeurocompileError(f"{where}: not a readable .npy array ({exc})") from exc
+
+
+def _read_npy_file(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise NeurocompileError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as fh:
+            zipped = fh.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    except OSError as exc:
+        raise NeurocompileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if zipped:
+        raise NeurocompileError(f"{path}: an .npz archive, not a .npy array (pass an .npz of "
+                                "inputs x and labels y with --data)")
+    return _read_npy(lambda: open(path, "rb"), str(path), path.stat().st_size)
+
+
+def _read_npz_member(archive: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    members = [m.removesuffix(".npy") for m in archive.namelist()]
+    if name not in members:
+        raise NeurocompileError(f"{path}: holds no array {name!r} (--data needs x: the inputs, "
+                                f"y: their labels; it holds {', '.join(members) or 'nothing'})")
+    info = archive.getinfo(f"{name}.npy")
+    return _read_npy(lambda: archive.open(info), f"{path} [{name}]", info.file_size)
+
+
+def input_op(graph: ir.Graph) -> ir.Input:
+    return next(n.op for n in graph if isinstance(n.op, ir.Input))
+
+
+def check_images(array: np.ndarray, graph: ir.Graph, where: str) -> np.ndarray:
+    """Static inputs (N, *sample): integer levels 0..max_value, the grid the Input op reads
+    (level k stands for k * scale), as int64."""
+    op = input_op(graph)
+    wanted = f"(N, {', '.join(map(str, op.shape))})"
+    if array.dtype.kind not in "iuf":
+        raise NeurocompileError(f"{where}: inputs must be integer levels, got dtype {array.dtype}")
+    if array.ndim == len(op.shape) + 2 and array.shape[2:] == op.shape:
+        raise NeurocompileError(f"{where}: shape {array.shape} is time-varying input (N, T, "
+                                f"{', '.join(map(str, op.shape))}), not supported yet; the "
+                                f"bundle takes static inputs {wanted}")
+    if array.shape[1:] != op.shape:
+        raise NeurocompileError(f"{where}: inputs have shape {array.shape}; the bundle takes "
+                                f"{wanted}, N samples of its input shape {op.shape}")
+    if len(array) == 0:
+        raise NeurocompileError(f"{where}: holds no samples")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise NeurocompileError(f"{where}: inputs contain NaN or Inf")
+    bad = (array != np.round(array)) | (array < 0) | (array > op.max_value)
+    if bad.any():
+        raise NeurocompileError(f"{where}: inputs must be integer levels 0..{op.max_value} (the "
+                                f"bundle reads level k as k * {op.scale:g}), found "
+                                f"{array[bad].flat[0]}")
+    return array.astype(np.int64)
+
+
+def check_labels(labels: np.ndarray, count: int, graph: ir.Graph, where: str) -> np.ndarray:
+    """Class ids, one per input, each below the Readout's number of classes, as int64."""
+    classes = graph.shape(graph.output)[0]
+    if labels.dtype.kind not in "iu":
+        raise NeurocompileError(f"{where}: labels must be integer class ids, got dtype "
+                                f"{labels.dtype}")
+    if labels.shape != (count,):
+        raise NeurocompileError(f"{where}: labels have shape {labels.shape}; the {count} inputs "
+                                f"need ({count},), one class id each")
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        raise NeurocompileError(f"{where}: labels must be class ids 0..{classes - 1} (the bundle "
+                                f"has {classes} classes), found {labels[bad][0]}")
+    return labels.astype(np.int64)
 
 
 def load_inputs(path, graph: ir.Graph) -> Samples:
-    """User inputs: a .npy array (B, C, H, W) of non-negative integers within the input range."""
-    from pathlib import Path
+    """--input: a .npy array (N, *sample) of the bundle's integer input levels, no labels."""
+    return Samples(check_images(_read_npy_file(Path(path)), graph, str(path)), None)
 
+
+def load_labels(path, count: int, graph: ir.Graph) -> np.ndarray:
+    """--labels: a .npy array of ``count`` integer class ids."""
+    return check_labels(_read_npy_file(Path(path)), count, graph, str(path))
+
+
+def load_npz(path, graph: ir.Graph) -> Samples:
+    """--data: an .npz archive holding inputs ``x`` and labels ``y``."""
     path = Path(path)
     if not path.is_file():
         raise NeurocompileError(f"{path}: no such file")
-    shape, dtype, offset = _npy_header(path)
-    node = next(n for n in graph if isinstance(n.op, ir.Input))
-    expected = node.op.shape
-    if dtype.hasobject:
-        raise NeurocompileError(f"{path}: refused: the array holds Python objects (pickled data "
-                                "can run code); save integer pixel values")
-    if dtype.kind not in "iuf":
-        raise NeurocompileError(f"{path}: inputs must be integers (raw pixel values), got "
-                                f"dtype {dtype}")
-    if len(shape) != len(expected) + 1 or tuple(shape[1:]) != expected or shape[0] < 0:
-        raise NeurocompileError(f"{path}: inputs must have shape (batch, "
-                                f"{', '.join(map(str, expected))}), got {shape}")
-    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if size > MAX_INPUT_BYTES:
-        raise NeurocompileError(f"{path}: {size} bytes of inputs is more than the "
-                                f"{MAX_INPUT_BYTES} accepted")
-    if offset + size > path.stat().st_size:
-        raise NeurocompileError(f"{path}: truncated (its header announces {size} bytes of data, "
-                                f"the file holds {path.stat().st_size - offset})")
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, MemoryError) as exc:
-        raise NeurocompileError(f"{path}: not a readable .npy array ({exc})") from exc
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise NeurocompileError(f"{path}: inputs contain NaN or Inf")
-    if not np.array_equal(array, np.round(array)):
-        raise NeurocompileError(f"{path}: inputs must be integers (raw pixel values)")
-    if array.size and (array.min() < 0 or array.max() > node.op.max_value):
-        raise NeurocompileError(f"{path}: input values must lie in 0..{node.op.max_value}")
-    if len(array) == 0:
-        raise NeurocompileError(f"{path}: holds no samples")
-    return Samples(array.astype(np.int64), None)
+        with zipfile.ZipFile(path) as archive:
+            x, y = (_read_npz_member(archive, name, path) for name in ("x", "y"))
+    except NeurocompileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile and zlib raise several types
+        detail = " ".join(str(exc).split())[:200]
+        raise NeurocompileError(f"{path}: not a readable .npz archive ({detail})") from exc
+    images = check_images(x, graph, f"{path} [x]")
+    return Samples(images, check_labels(y, len(images), graph, f"{path} [y]"))
 
 
 def digits_for_model(samples: Samples, graph: ir.Graph, where) -> Samples:
     """The digits test images in the model's input shape (flattened for an MLP: row-major)."""
-    op = next(n.op for n in graph if isinstance(n.op, ir.Input))
+    op = input_op(graph)
     images = samples.images
     if tuple(images.shape[1:]) != op.shape:
         if int(np.prod(op.shape)) != int(np.prod(images.shape[1:])):
             raise NeurocompileError(f"{where}: the model takes inputs of shape {op.shape}, the "
-                                    f"digits test split is {images.shape[1:]}; pass --input")
+                                    f"digits test split is {images.shape[1:]}; pass --input or "
+                                    "--data")
         images = images.reshape((len(images),) + op.shape)
     if images.max() > op.max_value:
         raise NeurocompileError(f"{where}: the model's inputs go up to {op.max_value}, digits "
-                                f"pixels up to {int(images.max())}; pass --input")
+                                f"pixels up to {int(images.max())}; pass --input or --data")
     return Samples(images, samples.labels)
 
 
-def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(predictions == labels))
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """The fraction of samples on which two prediction (or label) arrays agree."""
+    return float(np.mean(a == b))
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """None without labels: an accuracy that was not measured is not 0."""
+    return None if labels is None else agreement(predictions, labels)
 
 
 def float_predictions(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
