@@ -8,7 +8,9 @@ that metadata is read back: ``from_nir`` rebuilds the op from it, then checks th
 parameters in the file are still what ``to_nir`` writes for that op (a file whose weights another
 tool edited is refused rather than silently half-used).
 
-``nir.read`` type-checks every edge, which fixes two layout choices:
+``nir.read`` type-checks every edge, which fixes two layout choices (and a graph with an
+``Image`` cannot type-check: NIR has no reshape, so its file says it must be read with
+``nir.read(path, type_check=False)``; every other file passes the default check):
 
 * token tensors, (N, C) in our IR, are channel-major (C, N) in the file (NIR has no transpose,
   so ``Tokens`` can be an honest ``Flatten`` only this way); token-wise ``Linear`` is then a
@@ -22,6 +24,8 @@ Mapping (NIR time constants with dt = 1, forward Euler ``v += (v_leak - v + r*I)
 Input           ``Input(shape)``
 Add             ``Scale(ones)``: NIR sums the edges into a node (an input listed twice: one edge)
 Tokens          ``Flatten(start_dim=1)``: (C, H, W) -> (C, H*W)
+Image           graph ``Input`` (C, H*W), ``Output`` (C, H, W), not joined: a placeholder (NIR
+                has no reshape); the file needs ``nir.read(path, type_check=False)``
 Flatten         ``Flatten(start_dim=0)``: (C, H, W) -> (C*H*W,) row-major (vectors unchanged);
                 token tensors have no row-major NIR flatten (they are channel-major there)
 SpikeMaxPool    graph ``SumPool2d -> Threshold(0)``: OR of binary spikes
@@ -41,6 +45,8 @@ SSA, IntSSA     graph ``Input -> Output``: a placeholder; NIR cannot multiply in
 SSABin, XNOR... the same placeholder (and their Int forms); the exact op is in metadata
 CurrentSum,     ``Scale(ones)``, like Add (a sum of currents; a_in = a + b for the coincidence
 CoincidenceIn.  neuron's two unit synapses)
+PositionSum     graph ``SumPool2d`` over the whole image (tokens: a kernel-N ``Conv1d`` of ones)
+                ``-> Flatten``: a sum over every position
 HeadSum (Int)   ``Conv1d`` kernel 1, block ones (times 2**shift): per-head spike counts
 TokenSum (Int)  ``Conv1d`` kernel N, ones from each channel to itself (times 2**shift), dense
 SpikeBroadcast  ``Conv1d``: kernel 1 with block ones (heads), or kernel N, padding N - 1 (tokens)
@@ -53,6 +59,7 @@ NSADAttention   the placeholder, like SSA (and its Int form); the lookup tables 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -127,12 +134,12 @@ def _tokens(op, shape_in, shape_out):
 
 
 def _image(op, shape_in, shape_out):
-    """NIR 1.0 has no node that reshapes (C, N) to (C, H, W), and its type inference rejects a
-    subgraph whose input and output types differ in rank."""
-    raise NeurocompileError(f"an Image view {shape_in} -> {shape_out} (token stages read as "
-                            "images, as in QKFormer) has no NIR form yet, so such a model cannot "
-                            "be written as a bundle; simulate it from Python "
-                            "(neurocompile.backends.lava.simulate.run_lava)")
+    """NIR 1.0 has no node that reshapes (C, N) to (C, H, W) and cannot type an edge between the
+    two, so the placeholder's Input and Output are not joined. ``nir.read`` type-checks nested
+    graphs whatever it is told, adding an Input that feeds the Output and an Output the Input
+    feeds (``input_output``, ``output_input``); built with that check, the file holds what
+    ``nir.read`` rebuilds, which ``_rebuild`` compares."""
+    return nir.NIRGraph(nodes=_io({}, _nir_shape(shape_in), shape_out), edges=[], metadata={})
 
 
 def _flatten(op, shape_in, shape_out):
@@ -151,6 +158,22 @@ def _max_pool(op: structure.SpikeMaxPool, shape_in, shape_out):
 def _current_max_pool(op: membrane.CurrentMaxPool, shape_in, shape_out):
     pair = lambda n: np.array([n, n])  # noqa: E731
     return nir.SumPool2d(pair(op.kernel), pair(op.stride), pair(op.padding))
+
+
+def _position_sum(op: membrane.PositionSum, shape_in, shape_out):
+    """Images: a ``SumPool2d`` over the whole image; tokens (channel-major (C, N) in NIR): a
+    kernel-N ``Conv1d`` of ones from each channel to itself; then ``Flatten`` to (C,)."""
+    if len(shape_in) == 3:
+        whole = np.array(shape_in[1:])
+        total = nir.SumPool2d(whole, whole, np.array([0, 0]))
+        summed = (shape_in[0], 1, 1)
+    else:
+        tokens, channels = shape_in
+        total = _per_channel_conv1d(channels, tokens, tokens, 0, 1.0)
+        summed = (channels, 1)
+    flat = nir.Flatten(np.array(summed), start_dim=0, end_dim=-1)
+    return _subgraph(_io({"sum": total, "flatten": flat}, _nir_shape(shape_in), shape_out),
+                     ["input", "sum", "flatten", "output"])
 
 
 def _readout(op: structure.Readout, shape_in, shape_out):
@@ -295,9 +318,13 @@ CODECS: dict[type, Codec] = {
                            "read scale * x, integer graphs read x; the same x at every step"),
     structure.Add: Codec(_add, "sum of the inputs (NIR sums edges into a node)"),
     structure.Tokens: Codec(_tokens, "tokens n = h * W + w; " + _TOKENS_NOTE),
-    structure.Image: Codec(_image, "no NIR form (refused with a message)"),
+    structure.Image: Codec(_image, "tokens (C, H*W) read as an image (C, H, W), "
+                           "y[c, h, w] = x[c, h * W + w]; NIR 1.0 has no reshape: the subgraph "
+                           "body is a placeholder, the exact op is in metadata; read the file "
+                           "with nir.read(path, type_check=False)"),
     membrane.CurrentMaxPool: Codec(_current_max_pool, "max-pool of currents; NIR has no "
                                    "max-pool: a SumPool2d stands in, the exact op is in metadata"),
+    membrane.PositionSum: Codec(_position_sum, "sum of a current over every position (C,)"),
     structure.Flatten: Codec(_flatten, "row-major flatten of a sample: torch.flatten(x, 1); "
                              "of tokens: channel-major as NIR holds them, the Linear reading it "
                              "takes its columns in that order"),
@@ -473,6 +500,11 @@ def _stock_node(graph: Graph, node):
     return codec.to_nir(op, shape_in, graph.shape(node.name))
 
 
+def _typed(graph: Graph) -> bool:
+    """Whether NIR can type-check the graph's NIR form: not across an Image (see ``_image``)."""
+    return not any(isinstance(node.op, structure.Image) for node in graph)
+
+
 def to_nir(graph: Graph) -> nir.NIRGraph:
     """The stock NIR graph of ``graph``, with the exact IR in metadata (see module docstring)."""
     graph.validate()
@@ -486,11 +518,13 @@ def to_nir(graph: Graph) -> nir.NIRGraph:
                   if n not in nodes)
     nodes[output] = nir.Output(np.array(_nir_shape(graph.shape(graph.output))))
     edges.append((graph.output, output))
+    typed = _typed(graph)
     metadata = {KEY: {"format": FORMAT, "format_version": FORMAT_VERSION,
                       "order": _dumps(list(graph.nodes), "node order"), "output": graph.output,
-                      "meta": _dumps(graph.meta, "graph meta"), "layout": _TOKENS_NOTE}}
+                      "meta": _dumps(graph.meta, "graph meta"), "layout": _TOKENS_NOTE,
+                      "type_check": typed}}
     try:
-        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=typed)
     except (ValueError, AssertionError) as exc:  # a bug in a codec, not in the user's graph
         raise NeurocompileError(f"the NIR form of the graph does not type-check: {exc}") from exc
 
@@ -575,6 +609,14 @@ def _same(a, b) -> bool:
     return np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def _untyped(metadata) -> bool:
+    """Whether a NIR graph's ``metadata`` says ``to_nir`` wrote it without NIR's type check
+    (files from before the flag were all type-checked)."""
+    info = metadata.get(KEY) if isinstance(metadata, dict) else None
+    flag = info.get("type_check", True) if isinstance(info, dict) else True
+    return type(flag) in (bool, np.bool_) and not flag
+
+
 def _rebuild(nir_graph) -> Graph:
     info = nir_graph.metadata[KEY]
     if info.get("format_version") != FORMAT_VERSION:
@@ -605,6 +647,8 @@ def _rebuild(nir_graph) -> Graph:
         raise TypeError("the graph output or meta has the wrong type")
     graph.validate()
     _check_sizes(graph)
+    if _untyped(nir_graph.metadata) == _typed(graph):  # it lets read_nir skip NIR's type check
+        raise ValueError("its type_check flag disagrees with its ops")
     for node in graph:
         if not _same(_fields(nir_graph.nodes[node.name]), _fields(_stock_node(graph, node))):
             raise ValueError(f"node {node.name!r}: its NIR parameters disagree with its "
@@ -631,12 +675,28 @@ def from_nir(nir_graph, source: str = "NIR graph") -> Graph:
 # --- files ---------------------------------------------------------------------------------------
 
 def write_nir(graph: Graph, path: str | Path) -> None:
-    """Write ``graph`` to ``path`` as a NIR (HDF5) file that stock ``nir.read`` accepts."""
+    """Write ``graph`` to ``path`` as a NIR (HDF5) file that stock ``nir.read`` accepts (with
+    ``type_check=False`` when it holds an Image)."""
     nir_graph = to_nir(graph)
     try:
         nir.write(str(path), nir_graph)
     except (OSError, TypeError, ValueError) as exc:
         raise NeurocompileError(f"{path}: cannot write the NIR file ({exc})") from exc
+
+
+def _read_stock(path: str) -> nir.NIRGraph:
+    """``nir.read`` with its type check; without it only for a file that says it was written so
+    (one holding an Image), whose flag ``_rebuild`` then checks against its ops."""
+    try:
+        return nir.read(path)
+    except Exception as exc:  # noqa: BLE001 - reported by read_nir unless the flag explains it
+        typed_error = exc
+    untyped = None
+    with contextlib.suppress(Exception):  # a damaged file: report the typed reading's error
+        untyped = nir.read(path, type_check=False)
+    if not _untyped(getattr(untyped, "metadata", None)):
+        raise typed_error
+    return untyped
 
 
 def read_nir(path: str | Path) -> Graph:
@@ -647,7 +707,7 @@ def read_nir(path: str | Path) -> Graph:
     if not h5py.is_hdf5(path):
         raise NeurocompileError(f"{path}: not a NIR file (not HDF5)")
     try:
-        nir_graph = nir.read(str(path))
+        nir_graph = _read_stock(str(path))
     except Exception as exc:  # noqa: BLE001 - h5py and nir raise anything on damaged files
         detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         raise NeurocompileError(f"{path}: cannot be read as NIR, damaged or truncated? "

@@ -1,14 +1,16 @@
 """ir.Image (tokens back to an image): shape rule, kernel, NIR, ONNX, quantization, Lava, estimator."""
+import h5py
+import nir
 import numpy as np
 import pytest
 import torch
 
 from conftest import assert_lava_bit_exact
 from neurocompile import ir
-from neurocompile.backends.reference import run_int
+from neurocompile.backends.reference import run_float, run_int
 from neurocompile.backends.reference.common import image, tokens
 from neurocompile.errors import NeurocompileError
-from neurocompile.ir.nir_io import to_nir
+from neurocompile.ir.nir_io import read_nir, write_nir
 from neurocompile.passes import run_pipeline
 from neurocompile.quantize import quantize
 from neurocompile.target import load_target
@@ -54,12 +56,51 @@ def quantized():
     return quantize(run_pipeline(token_stage_graph()), load_target("loihi2")).graph
 
 
-def test_nir_export_refuses_in_one_line(quantized):
-    """NIR 1.0 cannot reshape tokens to an image (no node; its type inference rejects a subgraph
-    whose input and output ranks differ): refused by name, not written wrong."""
-    with pytest.raises(NeurocompileError, match=r"an Image view \(16, 6\) -> \(6, 4, 4\) .* has "
-                       r"no NIR form yet"):
-        to_nir(quantized)
+@pytest.mark.parametrize("stage", ["float", "integer"])
+def test_nir_round_trip(quantized, stage, tmp_path):
+    """NIR 1.0 cannot reshape tokens to an image: the Image is a placeholder subgraph, the file
+    is read without NIR's type check (it says so), and the exact graph comes back."""
+    stages = {"float": (token_stage_graph(), run_float), "integer": (quantized, run_int)}
+    graph, run = stages[stage]
+    write_nir(graph, tmp_path / "m.nir")
+    back = read_nir(tmp_path / "m.nir")
+    assert list(back.nodes) == list(graph.nodes) and back.output == graph.output
+    for node in graph:
+        assert type(back[node.name].op) is type(node.op) and back[node.name].inputs == node.inputs
+        for name, value in vars(node.op).items():
+            assert np.array_equal(getattr(back[node.name].op, name), value), (node.name, name)
+    images = np.random.default_rng(1).integers(0, 17, (5, 1, 4, 4))
+    np.testing.assert_array_equal(run(back, images, 3).logits, run(graph, images, 3).logits)
+    stock = nir.read(tmp_path / "m.nir", type_check=False)
+    placeholder = stock.nodes["image"]
+    assert isinstance(placeholder, nir.NIRGraph)
+    assert tuple(placeholder.nodes["input"].output_type["output"]) == (6, 16)
+    assert tuple(placeholder.nodes["output"].input_type["input"]) == (6, 4, 4)
+    assert not stock.metadata["neurocompile"]["type_check"]
+
+
+def _image_free(g: ir.Graph) -> ir.Graph:
+    head = g.rebuild([g[n] for n in ("input", "conv", "lif1", "tokens", "fc", "lif2")], "lif2")
+    head.output = head.add("readout", ir.Readout(np.ones((3, 6)), np.zeros(3)), ["lif2"])
+    return head
+
+
+def test_graphs_without_an_image_keep_nirs_type_check(tmp_path):
+    write_nir(_image_free(token_stage_graph()), tmp_path / "typed.nir")
+    assert nir.read(tmp_path / "typed.nir").metadata["neurocompile"]["type_check"]
+
+
+@pytest.mark.parametrize("with_image, message", [
+    (True, r"cannot be read as NIR, damaged or truncated\? \(ValueError"),
+    (False, r"damaged neurocompile metadata .*its type_check flag disagrees with its ops")])
+def test_a_wrong_type_check_flag_is_refused(with_image, message, tmp_path):
+    """The flag lets read_nir skip NIR's type check, so it must agree with the ops."""
+    g = token_stage_graph()
+    write_nir(g if with_image else _image_free(g), tmp_path / "m.nir")
+    with h5py.File(tmp_path / "m.nir", "r+") as f:
+        f["node/metadata/neurocompile/type_check"][()] = with_image
+    with pytest.raises(NeurocompileError, match=message):
+        read_nir(tmp_path / "m.nir")
 
 
 def test_onnx_equals_the_reference(quantized, tmp_path):
