@@ -100,6 +100,7 @@ class Chained(nn.Module):
             "pad of biased": lambda: self.conv3(F.pad(y, [1] * 4)),
             "positional": lambda: y + torch.linspace(0, 1, 64).view(1, 1, 8, 8),
             "spikes plus one": lambda: self.conv3(x.flatten(0, 1) + 1.0),
+            "relu, then conv of conv": lambda: self.conv3(self.conv3(torch.relu(x.flatten(0, 1)))),
         }[self.edit]()
         y = self.lif2(y.reshape(T, -1, *y.shape[1:]))
         return self.head(y.flatten(3).mean(3).mean(0))
@@ -135,3 +136,11 @@ def test_affine_maps_of_currents_fold_into_the_synapse(edit, digits):
 def test_chains_without_a_single_synapse_are_named(edit, problem, digits):
     problems = neurocompile.check(ps.make_active(Chained(edit), 0), _example(digits))
     assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_check_lists_the_problems_behind_a_refused_op(digits):
+    """A refused op that keeps its input's shape is stood in for, so the trace goes on and the
+    problems after it are named too (not what follows from the stand-in itself)."""
+    problems = neurocompile.check(ps.make_active(Chained("relu, then conv of conv"), 0),
+                                  _example(digits))
+    assert [p.split(": ")[:2] for p in problems] == [["Chained", "relu"], ["conv3", "conv2d"]]

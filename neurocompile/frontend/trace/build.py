@@ -56,6 +56,14 @@ class TraceProblems(UnsupportedModelError):
         self.problems = list(problems)
 
 
+def _tainted(L: Lowering, value: Value) -> list[str]:
+    """The refusals (``lower.Refused``) the output value depends on."""
+    p = value.pending if value.kind == PENDING else None
+    nodes = [value.node] if value.is_node else [getattr(p, name) for name in ("node", "q", "k", "v")
+                                                 if isinstance(getattr(p, name, None), str)]
+    return [m for n in nodes for m in L.taint.get(n, ())]
+
+
 def _fail(errors: list[str]) -> None:
     raise TraceProblems(errors)
 
@@ -154,7 +162,8 @@ def finish(L: Lowering, rec, levels: np.ndarray, scale: float, top: int, out, pe
     if tensor is None:
         raise UnsupportedModelError("the forward returns no tensor")
     value = L.value(tensor)
-    errors = list(dict.fromkeys(L.errors + (list(value.pending) if value.kind == POISON else [])))
+    errors = list(dict.fromkeys(L.errors + (list(value.pending) if value.kind == POISON else [])
+                                + _tainted(L, value)))
     if errors:
         _fail(errors)
     steps = _steps(L, rec, drive_steps)

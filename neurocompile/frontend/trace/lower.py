@@ -13,6 +13,7 @@ a Python time loop is one IR layer. Nothing here decides that the graph is right
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -26,6 +27,20 @@ from .values import (CONST, CURRENT, INPUT, INTEGER, NODE_KINDS, PENDING, POISON
 
 class Refusal(Exception):
     """An op with no Loihi lowering; the message is one line (the path is added by the caller)."""
+
+
+@dataclass(eq=False)
+class Refused(ir.Op):
+    """Stands for the result of a refused op that has the shape of its first traced input, so
+    the trace goes on past it and ``check`` names what comes after it too. Its messages are
+    reported when it reaches a neuron or the output (``Lowering.taint``); it never leaves the
+    tracer (a trace with problems is refused)."""
+
+    messages: tuple[str, ...]
+    arity = 1
+
+    def output_shape(self, input_shapes):
+        return input_shapes[0]
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -62,6 +77,8 @@ class Lowering:
         #: neuron node -> [(spikes tensor, axes, step, graded)] for the proof
         self.recorded: dict[str, list] = {}
         self.neuron_paths: dict[str, str] = {}
+        #: node -> the messages of the refused ops it depends on (``Refused`` stand-ins)
+        self.taint: dict[str, tuple[str, ...]] = {}
 
     # -- values ---------------------------------------------------------------------------------
     def bind(self, tensor: torch.Tensor, value: Value) -> None:
@@ -97,6 +114,10 @@ class Lowering:
             return self.cache[key]
         node = self.g.add(self.name(base), op, inputs)
         self.info[node] = NodeInfo(tuple(form), kind)
+        taint = tuple(dict.fromkeys(m for i in inputs for m in self.taint.get(i, ())))
+        taint += op.messages if isinstance(op, Refused) else ()
+        if taint:
+            self.taint[node] = taint
         if key is not None:
             self.cache[key] = node
         return node
@@ -169,11 +190,35 @@ class Lowering:
                 result = self.handlers[name](self, path, args, kwargs, outs[0])
             except (Refusal, LayoutError) as exc:
                 result = _poison(path, name, str(exc))
+        if result is not None and result.kind == POISON and not carried:
+            if self._consequence(result, tensors):  # of a stand-in: its refusal says it all
+                result = Value(POISON, pending=tuple(dict.fromkeys(
+                    m for v in tensors if v.is_node for m in self.taint.get(v.node, ()))))
+            result = self._stand_in(result, tensors, outs[0], path)
         for o in outs:
             if result is None:
                 self.bind(o, Value(CONST, const=o))
             else:
                 self.bind(o, result)
+
+    def _consequence(self, poison: Value, tensors: list[Value]) -> bool:
+        """True when a refusal names a ``Refused`` stand-in it read (directly or through the
+        producers a pattern inspects): a consequence of an earlier refusal, not a problem."""
+        stand_ins = [n for n, node in self.g.nodes.items() if isinstance(node.op, Refused)]
+        return any(v.is_node and v.node in self.taint for v in tensors) and any(
+            n in m for m in poison.pending for n in stand_ins)
+
+    def _stand_in(self, poison: Value, tensors: list[Value], out: torch.Tensor,
+                  path: str) -> Value:
+        """A ``Refused`` node in place of ``poison`` when the op kept its input's shape."""
+        like = next((v for v in tensors if v.is_node), None)
+        if like is None or sizes(self.atoms.axes(like.axes)) != tuple(out.shape):
+            return poison
+        binary = bool(((out == 0) | (out == 1)).all())
+        node = self.add_node(("refused", like.node, poison.pending), f"{path or 'model'}.refused",
+                             Refused(poison.pending),
+                             [like.node], self.info[like.node].form, SPIKES if binary else CURRENT)
+        return Value(SPIKES if binary else CURRENT, node, like.axes)
 
     def neuron(self, module, path: str, spec, error: str | None, args, out) -> None:
         """One call of a neuron leaf (``spec`` from ``trace.neurons``, or the ``error`` that
@@ -194,6 +239,8 @@ class Lowering:
                 result = _poison(path, type(module).__name__, str(exc))
         if result.kind == POISON:
             self.errors.extend(result.pending)
+        elif x is not None and x.is_node:
+            self.errors.extend(self.taint.get(x.node, ()))
         self.bind(spikes, result)
         for tensor in extra:
             self.bind(tensor, Value(STATE, pending=(id(module), step)))
