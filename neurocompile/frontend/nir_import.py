@@ -106,8 +106,10 @@ def _load(source):
 
     if not h5py.is_hdf5(path):
         raise NeurocompileError(f"{path}: not a NIR file (not HDF5)")
+    from ..ir.nir_io import read_stock
+
     try:
-        graph = nir.read(str(path))
+        graph = read_stock(str(path))  # our own files with an Image too, to be named as ours
     except Exception as exc:  # noqa: BLE001 - nir / h5py raise anything on foreign files
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise NeurocompileError(f"{path}: cannot be read as NIR ({detail})") from exc

@@ -684,7 +684,7 @@ def write_nir(graph: Graph, path: str | Path) -> None:
         raise NeurocompileError(f"{path}: cannot write the NIR file ({exc})") from exc
 
 
-def _read_stock(path: str) -> nir.NIRGraph:
+def read_stock(path: str) -> nir.NIRGraph:
     """``nir.read`` with its type check; without it only for a file that says it was written so
     (one holding an Image), whose flag ``_rebuild`` then checks against its ops."""
     try:
@@ -707,7 +707,7 @@ def read_nir(path: str | Path) -> Graph:
     if not h5py.is_hdf5(path):
         raise NeurocompileError(f"{path}: not a NIR file (not HDF5)")
     try:
-        nir_graph = _read_stock(str(path))
+        nir_graph = read_stock(str(path))
     except Exception as exc:  # noqa: BLE001 - h5py and nir raise anything on damaged files
         detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         raise NeurocompileError(f"{path}: cannot be read as NIR, damaged or truncated? "

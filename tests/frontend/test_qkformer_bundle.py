@@ -45,3 +45,13 @@ def test_verify_in_lava_is_bit_exact(bundle_dir, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["bit_exact"] is True and data["spike_mismatches"] == 0
     assert data["samples"] == 2 and data["spikes_compared"] > 0
+
+
+def test_its_nir_file_is_named_as_ours_by_the_nir_importer(bundle_dir):
+    """``export model.nir`` reads foreign NIR; our own file (untyped: it holds an Image) is
+    recognised and pointed to read_bundle, not refused by nir's type check."""
+    from neurocompile.errors import NeurocompileError
+    from neurocompile.frontend.nir_import import import_nir
+
+    with pytest.raises(NeurocompileError, match="written by neurocompile"):
+        import_nir(bundle_dir / "model.nir", steps=T)
