@@ -119,19 +119,26 @@ def input_op(graph: ir.Graph) -> ir.Input:
 
 
 def check_images(array: np.ndarray, graph: ir.Graph, where: str) -> np.ndarray:
-    """Static inputs (N, *sample): integer levels 0..max_value, the grid the Input op reads
-    (level k stands for k * scale), as int64."""
+    """Inputs (N, *sample), or sequences (N, T, *sample) for a temporal input: integer levels
+    0..max_value, the grid the Input op reads (level k stands for k * scale; 0/1 for spikes), as
+    int64."""
     op = input_op(graph)
-    wanted = f"(N, {', '.join(map(str, op.shape))})"
+    sample = ", ".join(map(str, op.shape))
+    steps = graph.meta.get("steps")
     if array.dtype.kind not in "iuf":
         raise NeurocompileError(f"{where}: inputs must be integer levels, got dtype {array.dtype}")
-    if array.ndim == len(op.shape) + 2 and array.shape[2:] == op.shape:
+    if op.temporal:
+        if array.shape[1:] != (steps,) + op.shape:
+            raise NeurocompileError(f"{where}: inputs have shape {array.shape}; the bundle takes "
+                                    f"sequences (N, T, {sample}) with T = {steps}, one frame per "
+                                    "step")
+    elif array.ndim == len(op.shape) + 2 and array.shape[2:] == op.shape:
         raise NeurocompileError(f"{where}: shape {array.shape} is time-varying input (N, T, "
-                                f"{', '.join(map(str, op.shape))}), not supported yet; the "
-                                f"bundle takes static inputs {wanted}")
-    if array.shape[1:] != op.shape:
+                                f"{sample}); the bundle takes static inputs (N, {sample}), the "
+                                "same at every step (compile it from a time-varying example)")
+    elif array.shape[1:] != op.shape:
         raise NeurocompileError(f"{where}: inputs have shape {array.shape}; the bundle takes "
-                                f"{wanted}, N samples of its input shape {op.shape}")
+                                f"(N, {sample}), N samples of its input shape {op.shape}")
     if len(array) == 0:
         raise NeurocompileError(f"{where}: holds no samples")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):

@@ -302,10 +302,11 @@ _STRUCTURAL = (ir.Input, ir.Add, ir.CurrentSum, ir.Tokens, ir.Image, ir.Flatten,
 
 
 def _real_valued(graph: ir.Graph, name: str) -> bool:
-    """True when the value derives from the network input (real-valued pixels, not spikes)."""
+    """True when the value derives from the network input and that input is real-valued (pixels),
+    not binary spikes."""
     op = graph[name].op
     if isinstance(op, ir.Input):
-        return True
+        return op.max_value > 1  # binary input (events, rate-coded spikes) is spikes: SOPs
     if isinstance(op, (ir.Tokens, ir.Image, ir.Flatten, ir.Add, ir.CurrentSum)):
         return any(_real_valued(graph, i) for i in graph[name].inputs)
     return False

@@ -315,7 +315,8 @@ _NEURON_NOTE = ("NIR parameters for dt = 1 (forward Euler); spikes reset v to 0;
 #: op type -> codec. Reading is generic: the exact op is rebuilt from its metadata.
 CODECS: dict[type, Codec] = {
     structure.Input: Codec(_input, "integer image x, real value scale * x: float graphs "
-                           "read scale * x, integer graphs read x; the same x at every step"),
+                           "read scale * x, integer graphs read x; the same x at every step, or "
+                           "one frame per step when temporal"),
     structure.Add: Codec(_add, "sum of the inputs (NIR sums edges into a node)"),
     structure.Tokens: Codec(_tokens, "tokens n = h * W + w; " + _TOKENS_NOTE),
     structure.Image: Codec(_image, "tokens (C, H*W) read as an image (C, H, W), "

@@ -10,15 +10,17 @@ from .ops import Op, as_float_array
 
 @dataclass(eq=False)
 class Input(Op):
-    """The network input: an integer image x (C, H, W) presented unchanged at every time step.
+    """The network input: an integer image x (C, H, W) presented unchanged at every time step, or,
+    when ``temporal``, one x per step (event frames, rate-coded spikes: a sample is (T, *shape)).
 
     Its real value is ``scale * x`` (digits pixels are 0..16 with scale 1/16); ``max_value`` bounds
-    x for the overflow analysis.
+    x for the overflow analysis (1: binary spikes).
     """
 
     shape: tuple[int, ...]
     scale: float
     max_value: int
+    temporal: bool = False
     arity = 0
 
     def __post_init__(self):
@@ -29,6 +31,14 @@ class Input(Op):
             raise ValueError(f"Input: scale {self.scale} must be a positive number")
         if int(self.max_value) < 1:
             raise ValueError("Input: max_value must be a positive integer")
+        if not isinstance(self.temporal, (bool, np.bool_)):
+            raise ValueError(f"Input: temporal must be a bool, got {self.temporal!r}")
+        self.temporal = bool(self.temporal)
+
+    def frame(self, data: np.ndarray, t: int) -> np.ndarray:
+        """What the input presents at step t of a batch ``data``: (B, *shape), or (B, T, *shape)
+        when temporal."""
+        return data[:, t] if self.temporal else data
 
     def output_shape(self, input_shapes):
         return self.shape

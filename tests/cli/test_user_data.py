@@ -125,8 +125,8 @@ BAD = [  # (files to write, arguments with {x} {y} {d} for their paths, expected
     ({"x.npy": np.zeros((N, 3, 8, 8))}, "--input {x}",
      "inputs have shape (12, 3, 8, 8); the bundle takes (N, 1, 8, 8)"),
     ({"x.npy": np.zeros((N, 4, 1, 8, 8))}, "--input {x}",
-     "shape (12, 4, 1, 8, 8) is time-varying input (N, T, 1, 8, 8), not supported yet; the "
-     "bundle takes static inputs (N, 1, 8, 8)"),
+     "shape (12, 4, 1, 8, 8) is time-varying input (N, T, 1, 8, 8); the bundle takes static "
+     "inputs (N, 1, 8, 8), the same at every step"),
     ({"x.npy": np.zeros((0, 1, 8, 8))}, "--input {x}", "holds no samples"),
     ({"x.npy": np.full((N, 1, 8, 8), np.nan)}, "--input {x}", "inputs contain NaN or Inf"),
     ({"x.npy": np.full((N, 1, 8, 8), np.inf)}, "--input {x}", "inputs contain NaN or Inf"),
@@ -199,7 +199,8 @@ def test_a_refusal_from_the_command_line(bundle, tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         f"neurocompile: error: {path}: shape (2, 4, 1, 8, 8) is time-varying input (N, T, 1, 8, "
-        "8), not supported yet; the bundle takes static inputs (N, 1, 8, 8)"]
+        "8); the bundle takes static inputs (N, 1, 8, 8), the same at every step (compile it "
+        "from a time-varying example)"]
 
 
 @pytest.mark.lava

@@ -34,7 +34,8 @@ Mapping (stock Lava processes wherever the math allows):
 * ``Flatten`` -> nothing but a reshape of the ports to (1, F, 1): the flat Lava element i holds
   the reference element ``order[i]`` (Lava's (W, H, C) layout is not torch's (C, H, W)), so the
   ``IntLinear`` reading it takes its weight columns in that order, ``W[:, order]``;
-* ``Input`` -> a ``RingBuffer`` source sending each image T times; ``Readout`` runs on the host.
+* ``Input`` -> a ``RingBuffer`` source sending each image T times (a temporal input: its T frames,
+  one per step); ``Readout`` runs on the host.
 
 Timing: every synapse delays by one step, so the value of logical step t of sample s at a node of
 depth d appears at Lava step ``s*T + t + 1 + d``. Samples follow each other without gaps; the
@@ -207,11 +208,14 @@ class _Builder:
     def input_(self, node: ir.Node):
         from lava.proc.io.source import RingBuffer
 
-        if len(self.graph.shape(node.name)) == 1:  # vectors (B, F) -> (B, 1, F, 1)
-            frames = self.images.reshape((len(self.images),) + self.shape_of(node.name))
+        shape = self.graph.shape(node.name)
+        images = self.images.reshape((-1,) + shape)  # a temporal input: one frame per step
+        if len(shape) == 1:  # vectors (B, F) -> (B, 1, F, 1)
+            frames = images.reshape((len(images),) + self.shape_of(node.name))
         else:
-            frames = layout.chw_to_lava(self.images)  # (B, W, H, C)
-        data = np.repeat(frames, self.steps, axis=0)  # (B*T, W, H, C)
+            frames = layout.chw_to_lava(images)  # (B, W, H, C)
+        # (B*T, W, H, C): each image T times, or the frames as they come
+        data = frames if node.op.temporal else np.repeat(frames, self.steps, axis=0)
         pad = np.zeros((self.extra_steps,) + data.shape[1:], dtype=data.dtype)
         data = np.moveaxis(np.concatenate([data, pad]), 0, -1).astype(np.int32)
         return [(self.add_proc(RingBuffer(data=data)).s_out, 0)]

@@ -3,7 +3,8 @@
 The T time steps are unrolled; the state (u, v) of every ``LoihiLIF`` and the readout's running
 sum are carried from one unrolled step to the next. Inputs and outputs:
 
-* ``images``: int64 (batch, C, H, W), the integer image presented at every step;
+* ``images``: int64 (batch, C, H, W), the integer image presented at every step, or (batch, T,
+  C, H, W), one frame per step, when the input is temporal;
 * ``logits``: float64 (batch, classes), the readout after the last step;
 * ``spikes/<node>``: int8 0/1 (batch, T, *shape), one per spiking node (LoihiLIF, SpikeMaxPool).
 
@@ -204,7 +205,11 @@ class Context:
 
 
 def _input(ctx: Context, node: ir.Node, xs: list[str], state: dict) -> str:
-    return INPUT
+    if not node.op.temporal:
+        return INPUT
+    b = ctx.builder  # frame t (Gather with a 1-D index keeps the axis: squeeze it)
+    frame = b.op("Gather", [INPUT, b.const([ctx.t])], axis=1)
+    return b.op("Squeeze", [frame, b.const([1])])
 
 
 def _add(ctx, node, xs, state):
@@ -380,7 +385,8 @@ def to_onnx(graph: ir.Graph, steps: int, *, batch: int | None = None) -> onnx.Mo
     for name, frames in spikes.items():
         _stack_spikes(b, name, frames)
     dim = "batch" if batch is None else int(batch)
-    in_shape = next(n.op.shape for n in graph if isinstance(n.op, ir.Input))
+    source = next(n.op for n in graph if isinstance(n.op, ir.Input))
+    in_shape = ((ctx.steps,) if source.temporal else ()) + source.shape
     outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.DOUBLE,
                                              [dim, graph.shape(graph.output)[0]])]
     outputs += [helper.make_tensor_value_info(spike_output(n), TensorProto.INT8,

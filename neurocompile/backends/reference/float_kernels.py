@@ -8,7 +8,7 @@ from . import common
 
 
 def input_(op: ir.Input, xs, state, t):
-    return xs[0] * op.scale
+    return op.frame(xs[0], t) * op.scale
 
 
 def conv2d(op: ir.Conv2d, xs, state, t):

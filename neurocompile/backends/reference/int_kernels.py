@@ -12,7 +12,7 @@ def _exact(values: np.ndarray) -> np.ndarray:
 
 
 def input_(op: ir.Input, xs, state, t):
-    return xs[0]
+    return op.frame(xs[0], t)
 
 
 def int_conv2d(op: ir.IntConv2d, xs, state, t):

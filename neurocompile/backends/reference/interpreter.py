@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ...errors import GraphError
-from ...ir import Graph, Readout
+from ...ir import Graph, Input, Readout
 from . import float_kernels, int_kernels
 
 Kernel = Callable[..., np.ndarray]
@@ -30,9 +30,20 @@ class Trace:
         return self.logits.argmax(axis=1)
 
 
+def _check_images(graph: Graph, images: np.ndarray, steps: int) -> None:
+    """(B, *shape), or (B, T, *shape) for a temporal input (one frame per step)."""
+    op = next(n.op for n in graph if isinstance(n.op, Input))
+    want = (images.shape[0],) + ((steps,) if op.temporal else ()) + op.shape
+    if tuple(images.shape) != want:
+        raise GraphError(f"the inputs have shape {tuple(images.shape)}, the graph takes "
+                         f"{'(B, T, ' if op.temporal else '(B, '}{', '.join(map(str, op.shape))})"
+                         f"{f' with T = {steps}' if op.temporal else ''}")
+
+
 def _run(graph: Graph, images: np.ndarray, steps: int, kernels: dict[type, Kernel],
          record: Iterable[str] | None, dtype, spike_dtype=None) -> Trace:
     graph.validate()
+    _check_images(graph, images, steps)
     record = set(graph.nodes) if record is None else set(record)
     batch = images.shape[0]
     states: dict[str, dict] = {name: {} for name in graph.nodes}

@@ -30,7 +30,7 @@ class Traced:
     steps: int
     batch: Atom | None
     time: Atom | None
-    levels: np.ndarray            # integer input images (B, *shape)
+    levels: np.ndarray            # integer input images (B, *shape), (B, T, *shape) if temporal
     #: the module's output and its value (layout), for the proof of the logits
     output: torch.Tensor
     output_axes: Axes
@@ -191,16 +191,14 @@ def finish(L: Lowering, rec, levels: np.ndarray, scale: float, top: int, out, pe
     order = batch + ([time] if time is not None else [])
     natural = _natural(L, batch, time, sample)
     images = _arrange(levels, input_atoms, order + [a for g in natural for a in g])
-    if time is not None:
-        images = images.reshape(images.shape[0] if batch else 1, time.size, -1)
-        if not np.all(images == images[:, :1]):
-            raise UnsupportedModelError(
-                "example_input changes over time; neurocompile presents the same input at every "
-                "step (direct encoding): repeat one image over T")
-        images = images[:, 0]
     shape = tuple(channel_size(g) for g in natural)
-    images = images.reshape((-1,) + shape)
-    L.g.nodes["input"].op = ir.Input(shape, scale, top)
+    temporal = False
+    if time is not None:  # (B, T, ...): one image for every step, or one frame per step
+        images = images.reshape(images.shape[0] if batch else 1, time.size, -1)
+        temporal = not np.all(images == images[:, :1])
+        images = images if temporal else images[:, 0]
+    images = images.reshape((-1,) + ((time.size,) if temporal else ()) + shape)
+    L.g.nodes["input"].op = ir.Input(shape, scale, top, temporal)
     L.g.output = L.g.add("readout", readout, [src])
     graph = _prune(_input_view(L, natural, form), "readout")
     return Traced(graph, L, steps, batch[0] if batch else None, L.time, images, tensor, out_axes)
