@@ -10,6 +10,7 @@ Library entry points (the CLI is a thin layer over these)::
     problems = neurocompile.check(net, example_input)   # every incompatibility at once
     compiled = neurocompile.compile_nir("model.nir", steps=4)   # NIR from another tool
     bundle = neurocompile.read_bundle("out/bundle")
+    result = neurocompile.verify(bundle, loader)     # arrays, tensors or (x, y) batches
 """
 from importlib.metadata import PackageNotFoundError, version
 
@@ -17,6 +18,7 @@ from .bundle import Bundle, read_bundle, write_bundle
 from .compiler import Compiled, ImportedModel, check, compile, compile_checkpoint
 from .errors import NeurocompileError
 from .frontend.nir_import import compile_nir, import_nir
+from .verification import simulate, verify
 
 try:
     __version__ = version("neurocompile")
@@ -24,4 +26,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 __all__ = ["compile", "check", "compile_checkpoint", "compile_nir", "import_nir", "Compiled", "ImportedModel", "write_bundle", "read_bundle", "Bundle",
-           "NeurocompileError", "__version__"]
+           "NeurocompileError", "verify", "simulate", "__version__"]

@@ -209,28 +209,15 @@ def cmd_simulate(args) -> None:
 
 
 def cmd_verify(args) -> None:
-    from .evaluate import accuracy, agreement, spike_mismatches
+    from .verification import comparison
 
     bundle = _checked_bundle(args.bundle)
     samples, data = _inputs(args, bundle)
     float_pred = bundle.float_predictions(samples.images)
     reference = _simulate(args, bundle, samples, "reference")
     lava = _simulate(args, bundle, samples, "lava")
-    mismatches = spike_mismatches(bundle.graph, reference, lava)
-    labels = samples.labels
-    payload = {
-        "samples": len(samples.images),
-        "data": data,
-        "float_accuracy": accuracy(float_pred, labels),
-        "int_accuracy": accuracy(reference.predictions(), labels),
-        "lava_accuracy": accuracy(lava.predictions(), labels),
-        "float_int_prediction_agreement": agreement(float_pred, reference.predictions()),
-        "spike_mismatches": sum(mismatches.values()),
-        "spike_mismatches_per_layer": mismatches,
-        "spikes_compared": int(sum(lava.outputs[n].size for n in mismatches)),
-        "predictions_equal": bool((reference.predictions() == lava.predictions()).all()),
-    }
-    payload["bit_exact"] = payload["spike_mismatches"] == 0 and payload["predictions_equal"]
+    payload = {"data": data, **comparison(bundle.graph, samples.labels, float_pred, reference,
+                                          lava)}
     text = (f"{_data_line(data)}\n"
             f"samples            {payload['samples']}\n"
             f"float accuracy     {_score(payload['float_accuracy'])}\n"
