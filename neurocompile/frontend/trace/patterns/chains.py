@@ -6,8 +6,9 @@ depthwise 3x3 -> 1x1 -> BN). A Loihi 2 synapse ends in a neuron, so such a chain
 forward runs into one synapse from the chain's source (spikes or the input): a composition of
 affine maps, exact up to float rounding, and proved against the module like every other pattern.
 A current scaled by a number, or shifted by a per-channel constant, folds the same way. What has
-no exact single-synapse form (two convolutions that both have a spatial kernel, a padded current
-whose value at zero input is not zero) is refused by name.
+no exact single-synapse form (a padded convolution of a biased one, or of one whose windows
+overlap the padding; zero-padding a current that is not zero at zero input) is refused by name.
+The algebra is ``frontend.compose``.
 """
 from __future__ import annotations
 
@@ -17,12 +18,10 @@ import numpy as np
 
 from .... import ir
 from ....passes.fold_batchnorm import fold_into
+from ...compose import NotComposable, compose_conv, compose_linear, zero_bias
+from ..layout import sizes
 from ..lower import Refusal, Lowering, arg, int_pair
 from ..values import CURRENT, Value
-
-#: a current's bias counts as zero below this (relative to its weights): the BN-then-pad of
-#: RepConv subtracts the BN's shift computed by torch in another order
-ZERO_BIAS = 1e-9
 
 Synapse = ir.Conv2d | ir.Linear
 
@@ -52,47 +51,8 @@ def chain_of(L: Lowering, node: str) -> Chain:
                   "of Conv2d / Linear layers (and their BatchNorm) can be chained")
 
 
-def _dense(op: ir.Conv2d) -> np.ndarray:
-    """The (out, in, kh, kw) weight of a grouped convolution, zero between groups."""
-    out, per_group, kh, kw = op.weight.shape
-    step = out // op.groups
-    dense = np.zeros((out, per_group * op.groups, kh, kw))
-    for g in range(op.groups):
-        dense[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = \
-            op.weight[g * step:(g + 1) * step]
-    return dense
-
-
-def _zero_bias(op: Synapse) -> bool:
-    return np.abs(op.bias).max(initial=0.0) <= ZERO_BIAS * max(1.0, np.abs(op.weight).max())
-
-
 def _pointwise(op: ir.Conv2d) -> bool:
     return op.weight.shape[-1] == 1 and op.stride == 1
-
-
-def compose_conv(first: ir.Conv2d, then: ir.Conv2d) -> ir.Conv2d:
-    """``then(first(x))`` as one convolution, when one of them is a 1x1 stride-1 conv."""
-    if _pointwise(then) and then.padding == 0:
-        w = _dense(then)[:, :, 0, 0]
-        return ir.Conv2d(np.einsum("om,miyx->oiyx", w, _dense(first)),
-                         w @ first.bias + then.bias, first.stride, first.padding)
-    if _pointwise(first):
-        if then.padding and not _zero_bias(first):
-            raise Refusal("a padded convolution of a 1x1 convolution with a bias: the padding "
-                          "would hold zeros where the folded synapse sees the bias; use "
-                          "bias=False (or pad with the bias, as RepConv's BNAndPad does)")
-        k = _dense(then)
-        return ir.Conv2d(np.einsum("omyx,mi->oiyx", k, _dense(first)[:, :, 0, 0]),
-                         then.bias + np.einsum("omyx,m->o", k, first.bias), then.stride,
-                         first.padding + then.padding)
-    raise Refusal("a convolution of another convolution's current, both with a spatial kernel "
-                  "and no neuron between them, has no single-synapse form; make one of them "
-                  "1x1 or put a neuron between them")
-
-
-def compose_linear(first: ir.Linear, then: ir.Linear) -> ir.Linear:
-    return ir.Linear(then.weight @ first.weight, then.weight @ first.bias + then.bias)
 
 
 def conv_chain(L: Lowering, x: Value) -> Chain:
@@ -117,7 +77,11 @@ def then_synapse(L: Lowering, x: Value, op: Synapse, key: tuple, base: str, form
     if isinstance(op, ir.Conv2d) != isinstance(chain.op, ir.Conv2d):
         raise Refusal(f"a {type(op).__name__} of a {type(chain.op).__name__}'s current in "
                       "another layout has no single-synapse form")
-    folded = (compose_conv if isinstance(op, ir.Conv2d) else compose_linear)(chain.op, op)
+    try:
+        folded = (compose_conv(chain.op, op, sizes(L.form(chain.source))[-1])
+                  if isinstance(op, ir.Conv2d) else compose_linear(chain.op, op))
+    except NotComposable as exc:
+        raise Refusal(str(exc)) from None
     return L.add_node(("chain",) + key + (x.node,), base, folded, [chain.source], form, CURRENT)
 
 
@@ -181,7 +145,7 @@ def pad(L, path, args, kwargs, out):
     chain = conv_chain(L, x)
     if not _pointwise(chain.op):
         raise Refusal("pads the current of a convolution that is not 1x1 with stride 1")
-    if not _zero_bias(chain.op):
+    if not zero_bias(chain.op):
         raise Refusal("pads a current that is not zero at zero input with zeros: no synapse "
                       "pads its output; pad the convolution's input (its padding argument)")
     p = int_pair(widths[0], "pad")
