@@ -63,11 +63,13 @@ def cmd_export(args) -> None:
                 raise NeurocompileError(f"{args.model}: a .nir file has no example input; pass "
                                         "--steps T (time steps per sample)")
             compiled = compile_nir(args.model, target=args.target, steps=args.steps,
-                                   input_scale=args.input_scale,
+                                   input_scale=args.input_scale, spike_input=args.spike_input,
                                    dt=DEFAULT_DT if args.dt is None else args.dt)
         else:
-            if any(v is not None for v in (args.steps, args.input_scale, args.dt)):
-                raise NeurocompileError("--steps, --input-scale and --dt apply to .nir files only")
+            if any(v is not None for v in (args.steps, args.input_scale, args.dt)) \
+                    or args.spike_input:
+                raise NeurocompileError("--steps, --input-scale, --dt and --spike-input apply to "
+                                        ".nir files only")
             compiled = compile_checkpoint(args.model, args.target,
                                           allow_pickle=args.unsafe_pickle)
         if compiled.limits:  # refuse before writing anything; name every offending layer
@@ -113,7 +115,8 @@ def _checked_bundle(path):
 
 
 DIGITS_SOURCE = "digits-test"
-DIGITS_SAMPLES = 100  # --samples' default on the digits test split (a file's samples: all)
+EVENTS_SOURCE = "event-digits-test"
+DIGITS_SAMPLES = 100  # --samples' default on the built-in test splits (a file's samples: all)
 
 
 def _user_samples(args, bundle):
@@ -137,37 +140,54 @@ def _user_samples(args, bundle):
 
 
 def _digits(args, bundle):
-    """The first --samples digits test images in the model's input shape, and the split's size."""
-    from .evaluate import digits_for_model, digits_test_samples
+    """The first --samples of the built-in test split the model takes, the split's size and its
+    source: the event digits for event frames, else the digits images in the model's input
+    shape; a model taking other time-varying input has none."""
+    from .evaluate import (digits_for_model, digits_test_samples, event_digits_test_samples,
+                           input_op, takes_event_digits)
 
-    split = digits_test_samples(None)
     count = DIGITS_SAMPLES if args.samples is None else args.samples
+    if takes_event_digits(bundle.graph):
+        split = event_digits_test_samples(None, bundle.steps)
+        return split.first(count, "the event digits test split"), len(split.images), EVENTS_SOURCE
+    op = input_op(bundle.graph)
+    if op.temporal:
+        shape = ", ".join(map(str, op.shape))
+        raise NeurocompileError(f"{bundle.path}: the model takes time-varying input (N, T, "
+                                f"{shape}), no built-in test split has that shape; pass --input "
+                                "(or --data)")
+    split = digits_test_samples(None)
     samples = split.first(count, "the digits test split")  # before the shape: its error first
-    return digits_for_model(samples, bundle.graph, bundle.path), len(split.images)
+    return digits_for_model(samples, bundle.graph, bundle.path), len(split.images), DIGITS_SOURCE
 
 
 def _inputs(args, bundle):
     """The samples to run, and where they come from (the ``data`` field of the JSON output)."""
     user = _user_samples(args, bundle)
     if user is None:
-        samples, available = _digits(args, bundle)
-        source = labels = DIGITS_SOURCE
+        samples, available, source = _digits(args, bundle)
+        labels = source
     else:
         every, source, labels = user
         samples = every.first(args.samples, f"the samples in {source}")
         available = len(every.images)
-    return samples, {"source": str(source), "labels": None if labels is None else str(labels),
-                     "samples": len(samples.images), "available": available}
+    data = {"source": str(source), "labels": None if labels is None else str(labels),
+            "samples": len(samples.images), "available": available}
+    if source == EVENTS_SOURCE:
+        data["steps"] = bundle.steps  # the event streams are drawn with the bundle's T frames
+    return samples, data
 
 
 def _data_line(data: dict) -> str:
-    from .evaluate import digits_test_description
+    from .evaluate import digits_test_description, event_digits_test_description
 
-    source = digits_test_description() if data["source"] == DIGITS_SOURCE else data["source"]
+    builtin = {DIGITS_SOURCE: digits_test_description,
+               EVENTS_SOURCE: lambda: event_digits_test_description(data["steps"])}
+    source = builtin[data["source"]]() if data["source"] in builtin else data["source"]
     n, available = data["samples"], data["available"]
     line = f"data               {source}, " + (f"first {n} of {available}" if n < available
                                                else f"all {n}")
-    if data["source"] != DIGITS_SOURCE:
+    if data["source"] not in builtin:
         line += f", labels {data['labels']}" if data["labels"] else ", no labels"
     return line
 
@@ -470,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MODEL.nir only: real value of one integer input level, e.g. 1/16 "
                         "(default 1/16: digits pixels 0..16 read as pixels/16; levels up to "
                         "round(1/scale))")
+    p.add_argument("--spike-input", action="store_true",
+                   help="MODEL.nir only: the input is binary spike trains, one frame per step "
+                        "(event cameras, spike-encoded data); verify/simulate --input then take "
+                        "(N, T, *shape) arrays of 0/1")
     p.add_argument("--dt", type=_fraction, default=None,
                    help="MODEL.nir only: the time step the file's time constants were written "
                         "for (default 1e-4, snnTorch's and Norse's)")
@@ -479,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     def data_args(p, labels: bool = True):
         p.add_argument("--samples", type=_integer, default=None, metavar="K",
                        help=f"run the first K samples of the data used (default: the first "
-                            f"{DIGITS_SAMPLES} of the digits test split; all of "
+                            f"{DIGITS_SAMPLES} of the (event) digits test split; all of "
                             f"{'--input or --data' if labels else '--input'})")
         p.add_argument("--input", metavar="X.npy",
                        help="your own static inputs instead of the digits test split: a .npy "
@@ -499,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="time limit in seconds for a Lava run (default: sized to the run)")
 
     data_epilog = ("Without --input or --data the built-in digits test split is used (sklearn, "
-                   "seed 0, 25 % held out); the output names the data in its `data` line / "
+                   "seed 0, 25 % held out), as DVS event streams for a bundle taking event "
+                   "frames (T x 2 x 10 x 10); the output names the data in its `data` line / "
                    "field. Arrays are read without unpickling: object arrays are refused. Bad "
                    "data (a missing or non-.npy file, a wrong shape, NaN, values off the "
                    "bundle's input grid, labels out of range) is one error line and exit 2.")

@@ -105,6 +105,12 @@ def test_input_grid_comes_from_the_example(values, scale, top):
                                   np.round(values.numpy() / scale))
 
 
+def test_an_example_that_changes_over_time_is_a_temporal_input():
+    op, steps = input_from_example(torch.stack([torch.zeros(1, 4), torch.ones(1, 4)]))
+    assert (op.temporal, steps, op.max_value) == (True, 2, 1)
+    assert not input_from_example(_repeat(torch.tensor([[0.0, 1.0]]), 3))[0].temporal
+
+
 def test_explicit_input_grid_is_checked():
     x = _repeat(torch.tensor([[0.0, 0.25]]), 2)
     op, _ = input_from_example(x, input_scale=0.125, input_max=8)
@@ -117,7 +123,6 @@ def test_explicit_input_grid_is_checked():
 
 @pytest.mark.parametrize("example, message", [
     (torch.zeros(1, 4), "time-major"),
-    (torch.stack([torch.zeros(1, 4), torch.ones(1, 4)]), "changes over time"),
     (torch.full((2, 1, 4), -1.0), "negative"),
     (torch.full((2, 1, 4), float("nan")), "NaN"),
     (torch.full((2, 1, 4), 1 / 1000), "grid"),

@@ -70,8 +70,9 @@ def input_grid(x: np.ndarray, input_scale: float | None = None,
 
 def input_from_example(example_input, input_scale: float | None = None,
                        input_max: int | None = None) -> tuple[ir.Input, int]:
-    """``(Input op, steps)`` for a time-major example input ``(T, batch, *sample_shape)``, the
-    same at every step (``input_grid`` says how the scale and the largest level are chosen)."""
+    """``(Input op, steps)`` for a time-major example input ``(T, batch, *sample_shape)``: the
+    same image at every step, or a temporal input when it changes over time (``input_grid`` says
+    how the scale and the largest level are chosen)."""
     if not isinstance(example_input, torch.Tensor):
         raise UnsupportedModelError("example_input must be a torch.Tensor shaped "
                                     "(T, batch, *sample_shape)")
@@ -85,12 +86,9 @@ def input_from_example(example_input, input_scale: float | None = None,
         raise UnsupportedModelError("example_input needs at least one step and one sample")
     if not np.all(np.isfinite(x)):
         raise UnsupportedModelError("example_input contains NaN or Inf")
-    if not np.array_equal(x, np.broadcast_to(x[:1], x.shape)):
-        raise UnsupportedModelError(
-            "example_input changes over time; neurocompile presents the same input at every "
-            "step (direct encoding): pass x.unsqueeze(0).repeat(T, 1, ...)")
+    temporal = not np.array_equal(x, np.broadcast_to(x[:1], x.shape))  # one frame per step
     scale, top, _ = input_grid(x, input_scale, input_max)
-    return ir.Input(tuple(x.shape[2:]), scale, top), steps
+    return ir.Input(tuple(x.shape[2:]), scale, top, temporal), steps
 
 
 def snapped_example(example_input, input_scale: float | None = None,

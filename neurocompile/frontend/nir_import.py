@@ -10,11 +10,15 @@ Supported stock nodes (chains or DAGs; an edge into a node adds the sources, as 
 ============== =====================================================================================
 Input          ``ir.Input``: the NIR input shape (a leading batch axis of 1, written when the
                producer was not told to ignore it, is dropped); integer levels on a grid
-               (``input_scale``, default 1/16: digits pixels / 16), the same at every step
+               (``input_scale``, default 1/16: digits pixels / 16), the same at every step;
+               with ``spike_input`` binary spike trains, one frame per step
 Affine, Linear ``ir.Linear`` on vectors (Linear: zero bias)
 Conv2d         ``ir.Conv2d``: equal strides / paddings on both axes, dilation 1 (``"same"`` /
                ``"valid"`` padding resolved for odd kernels, stride 1)
 Flatten        ``ir.Flatten`` when it flattens the whole sample (start_dim 0 or -ndim, end_dim -1)
+SumPool2d,     folded into the synapse that reads it (a Conv2d, or an Affine / Linear through a
+AvgPool2d      Flatten): a pool is a depthwise convolution of ones (or 1/k^2) with no neuron
+               after it, and two convolutions compose exactly (``frontend.compose``)
 LIF, CubaLIF,  ``ir.LeakyNeuron`` (below)
 IF
 Output         the graph output: after a neuron, ``Readout(identity, 0)`` (argmax of spike counts);
@@ -60,8 +64,12 @@ snnTorch's export also needs per-neuron ``beta`` and ``threshold`` tensors (a sc
 0-d LIF that nir 1.0.8's type check refuses) and ``ignore_dims=[0]`` (else the input shape keeps
 the batch axis; a leading 1 is dropped here).
 
-Refused with one line naming the node and its type: ``SumPool2d`` / ``AvgPool2d`` (no exact IR
-op), ``v_reset != 0``, recurrent edges and nested subgraphs (RLeaky / RSynaptic), anything else. A
+A neuron that no input can bring to its threshold within the T steps is refused, naming the
+likely cause: time constants written for another dt (sinabs and spyx write IF neurons for
+dt = 1).
+
+Refused with one line naming the node and its type: a pool read by a neuron, ``v_reset != 0``,
+recurrent edges and nested subgraphs (RLeaky / RSynaptic), anything else. A
 ``.nir`` file written by neurocompile itself (a bundle's ``model.nir`` / ``source.nir``) is read
 exactly by ``neurocompile.read_bundle`` / ``neurocompile.ir.nir_io.read_nir`` instead.
 """
@@ -75,6 +83,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import NeurocompileError, UnsupportedModelError
+from .compose import NotComposable, compose_conv, conv_matrix, sum_pool
 
 DEFAULT_DT = 1e-4  #: snnTorch's and Norse's step (their exporters write tau for it)
 DEFAULT_INPUT_SCALE = 1.0 / 16  #: digits pixels 0..16 read as pixels / 16
@@ -202,6 +211,7 @@ class _Builder:
         self.graph = ir.Graph()
         self.value: dict[str, str] = {}  # NIR node -> IR node holding its value
         self.kinds: dict[str, str] = {}
+        self.pending: set[str] = set()  # pools waiting to be folded into the next synapse
 
     # -- helpers
     def name(self, nir_name: str) -> str:
@@ -246,6 +256,43 @@ class _Builder:
                                     f"sample shape {tuple(self.input_op.shape)}")
         return self.graph.add(self.name(name), self.input_op)
 
+    def pool(self, name, node, src):
+        """A sum / average pooling: a depthwise convolution of ones (1 / k^2) with no neuron
+        after it, folded into the synapse that reads it (``compose``)."""
+        kind = type(node).__name__
+        kernel, stride = _square(self, name, node, node.kernel_size, "kernel_size"), \
+            _square(self, name, node, node.stride, "stride")
+        padding = _square(self, name, node, node.padding, "padding")
+        shape = self.shape(src)
+        if len(shape) != 3:
+            self.refuse(name, node, f"pools a {shape} tensor, not (C, H, W)")
+        scale = 1.0 / kernel ** 2 if kind == "AvgPool2d" else 1.0
+        op = sum_pool(shape[0], kernel, stride, padding, scale)
+        node_name = self.graph.add(self.name(name), op, [src])
+        self.pending.add(node_name)
+        return node_name
+
+    def fold(self, name, node, src: str, op) -> tuple[str, object]:
+        """``op`` reading ``src``; when ``src`` is a pending pool (through a Flatten), the pool
+        folded into ``op``: ``(source, folded op)``."""
+        flat = isinstance(self.graph[src].op, ir.Flatten) and \
+            self.graph[src].inputs[0] in self.pending
+        pool = self.graph[src].inputs[0] if flat else src
+        if pool not in self.pending:
+            return src, op
+        inner, shape = self.graph[pool].inputs[0], self.shape(self.graph[pool].inputs[0])
+        try:
+            if isinstance(op, ir.Conv2d):
+                return inner, compose_conv(self.graph[pool].op, op, shape[-1])
+            if flat and isinstance(op, ir.Linear):
+                matrix = conv_matrix(self.graph[pool].op, shape)
+                flat_in = self.graph.add(self.name(f"{name}_in"), ir.Flatten(), [inner])
+                return flat_in, ir.Linear(op.weight @ matrix, op.bias)
+        except NotComposable as exc:
+            self.refuse(name, node, f"cannot absorb the pooling before it: {exc}")
+        self.refuse(name, node, "reads a pooling directly; a SumPool2d / AvgPool2d must feed a "
+                                "Conv2d, or an Affine / Linear through a Flatten")
+
     def flatten(self, name, node, src):
         shape = self.shape(src)
         typed_out = _type_shape(node.output_type)
@@ -269,7 +316,8 @@ class _Builder:
         if weight.ndim != 2 or len(shape) != 1 or shape[0] != weight.shape[1]:
             self.refuse(name, node, f"weight {weight.shape} does not apply to a {shape} input "
                                     "(Affine / Linear read vectors; add a Flatten)")
-        return self.graph.add(self.name(name), ir.Linear(weight, bias.reshape(-1)), [src])
+        src, op = self.fold(name, node, src, ir.Linear(weight, bias.reshape(-1)))
+        return self.graph.add(self.name(name), op, [src])
 
     def conv2d(self, name, node, src):
         weight = np.asarray(node.weight, dtype=np.float64)
@@ -304,6 +352,7 @@ class _Builder:
             self.refuse(name, node, str(exc))
         if len(self.shape(src)) != 3:
             self.refuse(name, node, f"reads a {self.shape(src)} tensor, not (C, H, W)")
+        src, op = self.fold(name, node, src, op)
         return self.graph.add(self.name(name), op, [src])
 
     def _params(self, name, node, fields, size) -> dict[str, np.ndarray]:
@@ -329,6 +378,9 @@ class _Builder:
     def neuron(self, name, node, src):
         """LIF / CubaLIF / IF as one ``LeakyNeuron`` (forward Euler with step dt, module doc)."""
         dt, kind = self.dt, type(node).__name__
+        if src in self.pending:
+            self.refuse(name, node, "reads a SumPool2d / AvgPool2d directly: a pooling of spikes "
+                                    "is not a spike; it must feed a Conv2d or Affine")
         shape = self.shape(src)
         size = int(np.prod(shape))
         current_leak, store = 0.0, _storage(node.r)
@@ -383,12 +435,67 @@ class _Builder:
         return self.graph.add(self.name(name), op, [src])
 
 
+def _square(builder, name, node, value, field) -> int:
+    values = _shape(np.broadcast_to(np.asarray(value), (2,)))
+    if values[0] != values[1]:
+        builder.refuse(name, node, f"{field} {values} differs between the axes")
+    return values[0]
+
+
 def _per_channel(values: np.ndarray, channels: int, name, node, builder) -> np.ndarray:
     """A per-neuron array that must be constant over the spatial axes of a (C, H, W) layer."""
     flat = values.reshape(channels, -1)
     if not np.allclose(flat, flat[:, :1], rtol=1e-6, atol=1e-12):
         builder.refuse(name, node, "parameters differ within a channel of a convolution")
     return flat[:, 0].astype(np.float64)
+
+
+def _peak(graph: ir.Graph, name: str) -> float | None:
+    """The largest value the node can hold (None: not bounded here)."""
+    op = graph[name].op
+    if isinstance(op, ir.Input):
+        return op.max_value * op.scale
+    if op.spiking:
+        return 1.0
+    if isinstance(op, (ir.Flatten, ir.Add)):
+        peaks = [_peak(graph, i) for i in graph[name].inputs]
+        return None if None in peaks else sum(peaks)
+    return None
+
+
+def _check_reachable(b: "_Builder", steps: int) -> None:
+    """A neuron that no input can bring to its threshold within the steps (the file's time
+    constants read with the wrong dt, e.g. sinabs' dt = 1 files at snnTorch's 1e-4) is refused."""
+    for node in b.graph:
+        if not isinstance(node.op, ir.LeakyNeuron):
+            continue
+        syn = b.graph[node.inputs[0]]
+        peak = _peak(b.graph, syn.inputs[0]) if isinstance(syn.op, (ir.Linear, ir.Conv2d)) \
+            else None
+        if peak is None:
+            continue
+        rows = np.abs(syn.op.weight).reshape(syn.op.weight.shape[0], -1).sum(axis=1)
+        current = float((rows * peak + np.abs(syn.op.bias)).max())
+        op = node.op
+        held = 1.0 if op.current_leak == 0 else min(steps, 1 / (1 - op.current_leak))
+        summed = steps if op.leak == 1 else min(steps, 1 / (1 - op.leak))
+        reach = op.gain * current * held * summed  # geometric series of the decays, cut at T
+        if reach < op.threshold:
+            raise UnsupportedModelError(
+                f"NIR node {node.name!r}: cannot reach its threshold {op.threshold:g} in {steps} "
+                f"steps (at most {reach:.3g}) with its time constants read for dt = {b.dt:g}; "
+                "was the file written for another step? (sinabs and spyx write IF neurons for "
+                "dt = 1: pass --dt 1)")
+
+
+def _prune(graph: ir.Graph) -> ir.Graph:
+    live, stack = set(), [graph.output]
+    while stack:
+        name = stack.pop()
+        if name not in live:
+            live.add(name)
+            stack.extend(graph[name].inputs)
+    return graph.rebuild([n for n in graph if n.name in live], graph.output)
 
 
 def _shapes(graph: ir.Graph) -> dict[str, tuple[int, ...]]:
@@ -398,9 +505,17 @@ def _shapes(graph: ir.Graph) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _input_op(example_input, steps, input_scale, input_max, shape) -> tuple[ir.Input, int]:
+def _input_op(example_input, steps, input_scale, input_max, shape,
+              spike_input: bool = False) -> tuple[ir.Input, int]:
     from .inputs import input_from_example
 
+    if spike_input:
+        if example_input is not None or input_scale is not None or input_max is not None:
+            raise UnsupportedModelError("spike_input fixes the input (binary spike trains, one "
+                                        "frame per step): pass steps= only")
+        if type(steps) is not int or steps < 1:
+            raise UnsupportedModelError(f"steps={steps!r} must be a positive integer")
+        return ir.Input(shape, 1.0, 1, temporal=True), steps
     if example_input is not None:
         if steps is not None:
             raise UnsupportedModelError("pass either example_input or steps=, not both")
@@ -421,27 +536,32 @@ def _input_op(example_input, steps, input_scale, input_max, shape) -> tuple[ir.I
 
 
 def import_nir(source, example_input=None, dt: float = DEFAULT_DT, *, steps: int | None = None,
-               input_scale: float | None = None, input_max: int | None = None) -> ir.Graph:
+               input_scale: float | None = None, input_max: int | None = None,
+               spike_input: bool = False) -> ir.Graph:
     """The float IR graph of a stock NIR graph (a ``.nir`` path or a ``nir.NIRGraph``).
 
     ``example_input`` (time-major ``(T, batch, *sample_shape)``, the same at every step) fixes the
     steps and the input grid as for ``neurocompile.compile``; without it pass ``steps=`` (the grid
     is then ``input_scale``, default 1/16, levels 0..``input_max``, default ``round(1/scale)``).
     ``dt`` is the step the file's time constants were written for (module docstring).
+    ``spike_input=True`` (with ``steps=``): the input is binary spike trains, one frame per step
+    (event cameras, spike-encoded data), as the NIR paper's networks take.
     """
     if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
         raise UnsupportedModelError(f"dt={dt!r} must be a positive number")
     nir_graph, where = _load(source)
     _refuse_own(nir_graph, where)
     try:
-        return _convert(nir_graph, where, example_input, float(dt), steps, input_scale, input_max)
+        return _convert(nir_graph, where, example_input, float(dt), steps, input_scale, input_max,
+                        spike_input)
     except UnsupportedModelError as exc:
         if where != "NIR graph" and not str(exc).startswith(where):
             raise UnsupportedModelError(f"{where}: {exc}") from exc
         raise
 
 
-def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max) -> ir.Graph:
+def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
+             spike_input=False) -> ir.Graph:
     nir = _nir()
     order, preds = _order(nir_graph, where)
     inputs = [n for n in order if isinstance(nir_graph.nodes[n], nir.Input)]
@@ -455,7 +575,7 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max)
         shape = shape[1:]
     if not shape:
         raise UnsupportedModelError(f"NIR node {inputs[0]!r} (Input): has no shape")
-    input_op, steps = _input_op(example_input, steps, input_scale, input_max, shape)
+    input_op, steps = _input_op(example_input, steps, input_scale, input_max, shape, spike_input)
     b = _Builder(nir_graph, where, dt, input_op)
     out_pred = preds[outputs[0]]
     if len(out_pred) != 1:
@@ -488,8 +608,7 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max)
         elif kind in _NEURONS:
             b.value[name] = b.neuron(name, node, src)
         elif kind in ("SumPool2d", "AvgPool2d"):
-            b.refuse(name, node, "pooling of spikes has no exact IR op (it is a sum, not a "
-                                 "spike); fold it into the next convolution")
+            b.value[name] = b.pool(name, node, src)
         else:
             b.refuse(name, node, "not supported (supported: Input, Affine, Linear, Conv2d, "
                                  "Flatten, LIF, CubaLIF, IF, Output)")
@@ -519,6 +638,8 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max)
             shape = b.shape(src)
         out = b.graph.add("readout", ir.Readout(np.eye(shape[0]), np.zeros(shape[0])), [src])
     b.graph.output = out
+    b.graph = _prune(b.graph)  # pools folded into their readers
+    _check_reachable(b, int(steps))
     b.graph.meta = {
         "architecture": ARCHITECTURE,
         "config": {"source": where, "dt": dt,
@@ -537,7 +658,7 @@ def compile_nir(source, example_input=None, target="loihi2", *, dt: float = DEFA
                 **input_options):
     """``import_nir`` then the same passes, quantization and checks as ``neurocompile.compile``;
     returns a ``Compiled`` whose ``save(dir)`` writes the bundle (``source.nir`` = the float
-    graph). ``input_options``: ``steps``, ``input_scale``, ``input_max``."""
+    graph). ``input_options``: ``steps``, ``input_scale``, ``input_max``, ``spike_input``."""
     from ..compiler import ImportedModel, _lower
 
     graph = import_nir(source, example_input, dt, **input_options)
