@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -613,10 +614,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line, like the errors."""
+    print(f"neurocompile: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn
+            args.func(args)
     except NeurocompileError as exc:
         print(f"neurocompile: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

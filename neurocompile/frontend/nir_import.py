@@ -121,8 +121,27 @@ def _load(source):
         graph = read_stock(str(path))  # our own files with an Image too, to be named as ours
     except Exception as exc:  # noqa: BLE001 - nir / h5py raise anything on foreign files
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        raise NeurocompileError(f"{path}: cannot be read as NIR ({detail})") from exc
+        graph = _read_untyped(path, detail)
     return graph, str(path)
+
+
+def _read_untyped(path: Path, detail: str):
+    """A file nir's type check refuses (older NIR versions, slightly wrong declared shapes):
+    read without the check (the importer derives every shape from the nodes' parameters), with
+    one warning line; a file that cannot be read even so is refused."""
+    import warnings
+
+    try:
+        graph = _nir().read(str(path), type_check=False)
+    except Exception as exc:  # noqa: BLE001 - damaged beyond the type check
+        raise NeurocompileError(f"{path}: cannot be read as NIR ({detail})") from exc
+    warnings.warn(f"{path}: nir's type check refused the file ({detail}); read without it, "
+                  "its shapes inferred from the nodes' parameters", NirTypeWarning, stacklevel=3)
+    return graph
+
+
+class NirTypeWarning(UserWarning):
+    """A NIR file read without nir's type check (``_read_untyped``)."""
 
 
 def _refuse_own(graph, where: str) -> None:
@@ -181,9 +200,10 @@ def _order(graph, where: str) -> tuple[list[str], dict[str, list[str]]]:
         if name in done:
             return
         if name in visiting:
+            cycle = path[path.index(name):] if name in path[:-1] else path
             raise UnsupportedModelError(f"NIR node {name!r} ({type(graph.nodes[name]).__name__}):"
                                         " recurrent connection (a cycle through "
-                                        f"{' -> '.join(path)}) is not supported")
+                                        f"{' -> '.join(reversed(cycle))}) is not supported")
         visiting.add(name)
         for src in preds[name]:
             visit(src, path + (src,))
@@ -369,6 +389,8 @@ class _Builder:
         if np.any(params["v_reset"] != 0):
             self.refuse(name, node, "v_reset != 0 is not supported (neurons reset to 0)")
         for field in fields:
+            if field.startswith("tau") and np.any(params[field] <= 0):
+                self.refuse(name, node, f"{field} {params[field].min():g} must be positive")
             if field.startswith("tau") and np.any(params[field] < self.dt):
                 self.refuse(name, node, f"{field} {params[field].min():g} < dt {self.dt:g}: the "
                                         "file was written for another time step; pass dt= "
@@ -663,4 +685,10 @@ def compile_nir(source, example_input=None, target="loihi2", *, dt: float = DEFA
 
     graph = import_nir(source, example_input, dt, **input_options)
     imported = ImportedModel(ARCHITECTURE, dict(graph.meta["config"]), None, graph.copy())
-    return _lower(imported, graph, target)
+    where = graph.meta["config"]["source"]
+    try:
+        return _lower(imported, graph, target)
+    except NeurocompileError as exc:  # name the file (quantization names the node)
+        if where == "NIR graph" or str(exc).startswith(where):
+            raise
+        raise type(exc)(f"{where}: {exc}") from exc

@@ -212,7 +212,10 @@ def _quantize_synapse(name: str, syn: ir.Op, neuron: ir.LeakyNeuron, rng: ValueR
     alpha, vth, (weights,), (bound,) = shared_scale(name, [real], [rng.max_value], [[0]],
                                                     neuron.threshold, target,
                                                     state_factor(neuron, steps, target), bias_real)
-    lif = biased_lif(neuron, vth, alpha, syn.bias, isinstance(syn, ir.Conv2d), target)
+    try:
+        lif = biased_lif(neuron, vth, alpha, syn.bias, isinstance(syn, ir.Conv2d), target)
+    except QuantizationError as exc:
+        raise QuantizationError(f"{name}: {exc}") from None
     info = LayerQuantization(name, "", alpha, vth, lif.dv, int(np.abs(weights).max()),
                              rng.max_value, bound)
     return int_synapse(syn, weights), lif, info

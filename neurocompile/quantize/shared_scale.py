@@ -159,8 +159,11 @@ def _quantize_group(graph: ir.Graph, neurons: list[str], ranges,
     note = f"shared scale: {len(synapses)} synapses, {len(neurons)} neurons"
     for name, bound in zip(neurons, bounds):
         bias = sum(graph[s].op.bias for s in sources[name])
-        ops[name] = biased_lif(graph[name].op, vth * factors[name], alpha, bias,
-                               len(graph.shape(name)) == 3, target)
+        try:
+            ops[name] = biased_lif(graph[name].op, vth * factors[name], alpha, bias,
+                                   len(graph.shape(name)) == 3, target)
+        except QuantizationError as exc:
+            raise QuantizationError(f"{name}: {exc}") from None
         layers[name] = LayerQuantization(
             name, "+".join(dict.fromkeys(sources[name])), alpha, ops[name].vth, ops[name].dv,
             max(int(np.abs(ops[s].weight).max()) for s in sources[name]),

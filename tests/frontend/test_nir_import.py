@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 
 import nir
@@ -255,3 +256,52 @@ def test_example_runs(example, tmp_path):
     assert result["lava_spike_mismatches"] == 0
     assert abs(result["float_accuracy"] - result["int_accuracy"]) <= 0.02
     assert (tmp_path / "bundle" / "manifest.json").is_file()
+
+
+def test_a_file_nir_refuses_on_its_type_check_is_read_with_one_warning(tmp_path):
+    """A wrongly declared shape (the Output says 3, the LIF gives 4) stops nir.read; the
+    importer derives shapes from the parameters, so it reads the file and says so once."""
+    from neurocompile.frontend.nir_import import NirTypeWarning
+
+    g = _graph({"input": nir.Input(np.array([4])), "fc": nir.Linear(np.ones((4, 4))),
+                "lif": _lif(4), "output": nir.Output(np.array([3]))},
+               [("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    path = tmp_path / "typo.nir"
+    nir.write(path, g)
+    with pytest.raises(Exception):
+        nir.read(path)
+    with pytest.warns(NirTypeWarning, match="typo.nir: nir's type check refused the file"):
+        graph = import_nir(path, steps=2)
+    assert graph.shape(graph.output) == (4,)
+
+
+def test_parameter_and_structure_messages_name_what_is_wrong(tmp_path):
+    w = np.ones((4, 4))
+    negative = _graph({"input": nir.Input(np.array([4])), "fc": nir.Linear(w),
+                       "lif": _lif(4, tau=np.full(4, -1e-3)), "output": nir.Output(np.array([4]))},
+                      [("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    with pytest.raises(UnsupportedModelError, match="tau -0.001 must be positive"):
+        import_nir(negative, steps=2)
+    loop = _graph({"input": nir.Input(np.array([4])), "fc": nir.Linear(w), "lif": _lif(4),
+                   "rec": nir.Linear(w), "head": nir.Linear(w), "out_lif": _lif(4),
+                   "output": nir.Output(np.array([4]))},
+                  [("input", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"),
+                   ("lif", "head"), ("head", "out_lif"), ("out_lif", "output")])
+    with pytest.raises(UnsupportedModelError) as info:
+        import_nir(loop, steps=2)
+    cycle = str(info.value).split("a cycle through ")[1]
+    assert set(cycle.split(") ")[0].split(" -> ")) == {"lif", "rec"}
+
+
+def test_a_cuba_bias_refusal_names_the_file_and_the_neuron(tmp_path):
+    cuba = nir.CubaLIF(tau_syn=np.full(4, 2e-4), tau_mem=np.full(4, 1e-3), r=np.full(4, 10.0),
+                       v_leak=np.zeros(4), v_threshold=np.ones(4), v_reset=np.zeros(4),
+                       w_in=np.full(4, 2.0))
+    g = _graph({"input": nir.Input(np.array([4])), "fc": nir.Affine(np.ones((4, 4)), np.ones(4)),
+                "lif": cuba, "output": nir.Output(np.array([4]))},
+               [("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    path = tmp_path / "cuba.nir"
+    nir.write(path, g)
+    with pytest.raises(NeurocompileError, match=rf"^{re.escape(str(path))}: lif: a neuron with "
+                                                 "a current decay \\(CUBA\\) cannot take"):
+        compile_nir(path, steps=2)
