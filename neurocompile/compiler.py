@@ -87,8 +87,22 @@ def resolve_model(model: str | Path) -> Path:
     return path
 
 
+def _target(target) -> Target:
+    if isinstance(target, Target):
+        return target
+    if not isinstance(target, (str, Path)):
+        raise NeurocompileError(f"target must be a target name (e.g. 'loihi2'), a .toml path or a "
+                                f"Target, got {type(target).__name__}")
+    return load_target(str(target))
+
+
 def _lower(source, graph: ir.Graph, target: str | Target) -> Compiled:
-    target = target if isinstance(target, Target) else load_target(target)
+    from .bundle import MAX_STEPS
+
+    target = _target(target)
+    steps = graph.meta.get("steps")
+    if not 1 <= int(steps) <= MAX_STEPS:  # what every command refuses in a bundle, refused now
+        raise NeurocompileError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps}")
     float_graph = run_pipeline(graph)
     quantized = quantize(float_graph, target)
     return Compiled(source, target, float_graph, quantized, check_overflow(quantized.graph, target),
@@ -112,13 +126,25 @@ def compile(module: torch.nn.Module, example_input: torch.Tensor | None = None,
     for modules that compute one step per call) and the traced graph is proved equal to the
     module's own output, spike for spike, before anything else runs (``frontend.trace``). The
     example fixes the number of steps and the input grid (``input_scale=``, ``input_max=``
-    override the grid, see ``frontend.inputs``); the input must be the same at every step.
+    override the grid, see ``frontend.inputs``); a time-major example that changes over time
+    (rate-coded spikes, event frames) makes the input temporal (one frame per step).
     Zoo models need no example input. The result's ``save(path)`` writes the bundle
     ``neurocompile simulate|verify|report`` read.
     """
     from .frontend.modules import module_to_graph
 
-    graph = module_to_graph(module, example_input, **input_options)
+    target = _target(target)  # before the (long) trace
+    if isinstance(module, torch.nn.Module) and any(
+            t.is_meta for t in list(module.parameters()) + list(module.buffers())):
+        raise NeurocompileError("the module has tensors on the meta device (not materialized); "
+                                "load its weights before compiling")
+    modes = {m: m.training for m in module.modules()} \
+        if isinstance(module, torch.nn.Module) else {}
+    try:
+        graph = module_to_graph(module, example_input, **input_options)
+    finally:  # the caller's module keeps its train / eval modes, whatever happened
+        for m, training in modes.items():
+            m.training = training
     source = ImportedModel(str(graph.meta["architecture"]), dict(graph.meta.get("config", {})),
                            module, graph.copy())
     return _lower(source, graph, target)
