@@ -13,7 +13,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import NeurocompileError
+from .errors import NeurocompileError, NeurocompileWarning
 
 EXIT_BAD_INPUT = 2
 EXIT_LAVA = 3
@@ -615,16 +615,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warn(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line, like the errors."""
-    print(f"neurocompile: warning: {message}", file=sys.stderr)
+def _one_line(show):
+    """``warnings.showwarning`` printing neurocompile's own warnings as one line, like the
+    errors; other warnings go to ``show``."""
+    def showwarning(message, category, *args, **kwargs):
+        if issubclass(category, NeurocompileWarning):
+            print(f"neurocompile: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+    return showwarning
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _warn
+            warnings.showwarning = _one_line(warnings.showwarning)
             args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except BrokenPipeError:  # the reader went away (`| head`): nothing left to say

@@ -15,3 +15,7 @@ class QuantizationError(NeurocompileError):
 
 class GraphError(NeurocompileError):
     """The IR graph is malformed (a pass or a file produced an invalid graph)."""
+
+
+class NeurocompileWarning(UserWarning):
+    """Something the user should know that does not stop the command (one line on the CLI)."""

@@ -82,7 +82,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import ir
-from ..errors import NeurocompileError, UnsupportedModelError
+from ..errors import NeurocompileError, NeurocompileWarning, UnsupportedModelError
 from .compose import NotComposable, compose_conv, conv_matrix, sum_pool
 
 DEFAULT_DT = 1e-4  #: snnTorch's and Norse's step (their exporters write tau for it)
@@ -140,7 +140,7 @@ def _read_untyped(path: Path, detail: str):
     return graph
 
 
-class NirTypeWarning(UserWarning):
+class NirTypeWarning(NeurocompileWarning):
     """A NIR file read without nir's type check (``_read_untyped``)."""
 
 
