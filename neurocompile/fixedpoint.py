@@ -42,15 +42,17 @@ def effective_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
 
 
 def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, *, du: int, dv: int,
-             bias: np.ndarray, vth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             bias: np.ndarray, vth: int, vsub: int = 0
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One Loihi 2 CUBA LIF update. Returns (u, v, spikes); spikes are int64 0/1.
 
     ``bias`` is the effective bias (mantissa already shifted by its exponent), broadcast against v.
+    A spike resets v to 0, or subtracts ``vsub`` from it when ``vsub > 0`` (soft reset).
     """
     u = wrap_current(decay(u, du + 1) + (a_in.astype(np.int64) << ACT_SHIFT))
     v = np.clip(decay(v, dv) + u + bias, -V_LIMIT, V_LIMIT)
     spikes = v > (np.int64(vth) << ACT_SHIFT)
-    v = np.where(spikes, 0, v)
+    v = np.where(spikes, v - vsub if vsub else 0, v)
     return u, v, spikes.astype(np.int64)
 
 

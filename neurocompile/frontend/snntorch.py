@@ -16,9 +16,13 @@ snnTorch 1.0's neurons, read from its source (``snntorch/_neurons/leaky.py``, ``
   LIF (``current_leak=alpha``). With ``reset_delay=True`` mem is held at 0 for the whole step
   after a spike, which Loihi's LIF does not do: refused. Loihi adds biases to v, snnTorch's
   synapse bias enters the current: a Synaptic needs ``bias=False`` in the layer before it.
-* refused: ``reset_mechanism="subtract"`` (snnTorch's default; Lava's LIF resets to zero) and
-  ``"none"``, ``inhibition``, ``state_quant``, per-neuron ``beta`` / ``alpha`` / ``threshold``
-  that differ between neurons (a Loihi population has one decay and one threshold).
+* ``Leaky(reset_mechanism="subtract")`` (snnTorch's default, with ``reset_delay=True``): the
+  spike of step t subtracts the threshold at step t + 1, after the decay: ``mem = beta * mem + x
+  - threshold``. Subtracting ``threshold / beta`` right after the spike is the same (beta > 0):
+  a soft reset, ``LeakyNeuron(reset_subtract=threshold / beta)`` (a custom Lava model).
+* refused: ``"subtract"`` for ``Synaptic`` or with ``reset_delay=False``, ``"none"``,
+  ``inhibition``, ``state_quant``, per-neuron ``beta`` / ``alpha`` / ``threshold`` that differ
+  between neurons (a Loihi population has one decay and one threshold).
 * ``graded_spikes_factor`` g > 0 scales the spikes: folded into the next layer's weights.
 """
 from __future__ import annotations
@@ -55,10 +59,11 @@ def _scalar(path: str, name: str, value, option: str) -> float:
 def _common(path: str, module, kind: str) -> dict:
     """The options every snnTorch neuron shares, checked; returns its description."""
     reset = _RESETS.get(int(module.reset_mechanism_val))
-    if reset != "zero":
+    if reset == "none" or (reset == "subtract" and (kind != "Leaky" or not module.reset_delay)):
         raise UnsupportedModelError(
-            f"{path}: {kind}(reset_mechanism={reset!r}) is not supported: Loihi's LIF resets the "
-            "membrane to zero; use reset_mechanism='zero'")
+            f"{path}: {kind}(reset_mechanism={reset!r}"
+            f"{', reset_delay=False' if reset == 'subtract' and kind == 'Leaky' else ''}) is not "
+            "supported: use reset_mechanism='zero' (or a Leaky with the default subtract reset)")
     if module.inhibition:
         raise UnsupportedModelError(f"{path}: {kind}(inhibition=True) is not supported; use "
                                     "inhibition=False")
@@ -105,6 +110,12 @@ def neuron_spec(module: nn.Module, path: str):
     if not (o["graded"] > 0 and o["graded"] < float("inf")):
         raise UnsupportedModelError(f"{path}: graded_spikes_factor={o['graded']} is not "
                                     "supported; use a positive factor (1.0)")
+    subtract = 0.0
+    if o["reset"] == "subtract":  # applied after the next decay: threshold / beta at once
+        if o["beta"] <= 0:
+            raise UnsupportedModelError(f"{path}: Leaky(beta=0) with the subtract reset has no "
+                                        "soft-reset form; use reset_mechanism='zero'")
+        subtract = o["threshold"] / o["beta"]
     op = ir.LeakyNeuron(leak=o["beta"], gain=1.0, threshold=o["threshold"], strict=True,
-                        current_leak=current_leak)
+                        current_leak=current_leak, reset_subtract=subtract)
     return NeuronSpec(op, "stateful" if module.init_hidden else "loop", o["graded"])

@@ -9,7 +9,9 @@ SpikingJelly 0.0.0.0.14's neurons, read from its source (``neuron.py``, eval pat
 * ``LIFNode(decay_input=False)``: ``v = v * (1 - 1 / tau) + x`` -> ``ir.LeakyNeuron(1 - 1/tau, 1,
   v_threshold)``;
 * ``IFNode``: ``v = v + x`` -> ``ir.LeakyNeuron(1, 1, v_threshold)`` (no leak);
-* refused: soft reset (``v_reset=None``, Lava's LIF resets to zero), ``v_reset`` other than 0,
+* soft reset (``v_reset=None``: ``v -= v_threshold`` after a spike): ``LeakyNeuron`` with
+  ``reset_subtract = v_threshold`` (a custom Lava model);
+* refused: ``v_reset`` other than 0 or None,
   other neuron types (subclasses included: they may change the dynamics).
 """
 from __future__ import annotations
@@ -47,16 +49,17 @@ def is_lif_node(module: nn.Module) -> bool:
     return is_neuron(module) and type(module).__name__ in _LIF
 
 
-def _reset_and_threshold(path: str, module: nn.Module) -> float:
+def _reset_and_threshold(path: str, module: nn.Module, soft_ok: bool = False) -> float:
     kind = type(module).__name__
     v_reset = getattr(module, "v_reset", 0.0)
-    if v_reset is None:
+    if v_reset is None and not soft_ok:
         raise UnsupportedModelError(
-            f"{path}: {kind}(v_reset=None) is a soft reset (subtract the threshold); Lava's LIF "
-            "resets to zero: use v_reset=0.0")
-    if float(v_reset) != 0.0:
-        raise UnsupportedModelError(f"{path}: {kind}(v_reset={v_reset}) is not supported; "
-                                    "Loihi resets to zero: use v_reset=0.0")
+            f"{path}: {kind}(v_reset=None) is a soft reset (subtract the threshold); the zoo's "
+            "and the LIF layer's converters reset to zero: use v_reset=0.0")
+    if v_reset is not None and float(v_reset) != 0.0:
+        raise UnsupportedModelError(f"{path}: {kind}(v_reset={v_reset}) is not supported: use "
+                                    "v_reset=0.0 (reset to zero) or None (subtract the "
+                                    "threshold)")
     threshold = float(module.v_threshold)
     if not threshold > 0:
         raise UnsupportedModelError(f"{path}: {kind}(v_threshold={threshold}) must be positive")
@@ -84,18 +87,22 @@ def neuron_op(module: nn.Module, path: str = "") -> tuple[ir.Op, dict]:
     """The IR neuron of a supported SpikingJelly node and its description (for ``config``)."""
     path = path or type(module).__name__
     kind = type(module).__name__
-    if kind in _LIF:
-        threshold = _reset_and_threshold(path, module)
+    if kind in _LIF + _IF:
+        threshold = _reset_and_threshold(path, module, soft_ok=True)
+        soft = threshold if getattr(module, "v_reset", 0.0) is None else 0.0  # v -= threshold
+        if kind in _IF:
+            return (ir.LeakyNeuron(1.0, 1.0, threshold, reset_subtract=soft),
+                    dict(v_threshold=threshold, soft_reset=bool(soft)))
         tau = float(module.tau)
         if not tau >= 1.0:
             raise UnsupportedModelError(f"{path}: {kind}(tau={tau}) must be >= 1")
-        if getattr(module, "decay_input", True):
-            return ir.LIF(tau, threshold), dict(tau=tau, v_threshold=threshold,
-                                                decay_input=True)
-        return (ir.LeakyNeuron(1.0 - 1.0 / tau, 1.0, threshold),
-                dict(tau=tau, v_threshold=threshold, decay_input=False))
-    if kind in _IF:
-        threshold = _reset_and_threshold(path, module)
-        return ir.LeakyNeuron(1.0, 1.0, threshold), dict(v_threshold=threshold)
+        decay_input = bool(getattr(module, "decay_input", True))
+        describe = dict(tau=tau, v_threshold=threshold, decay_input=decay_input,
+                        soft_reset=bool(soft))
+        if decay_input and not soft:
+            return ir.LIF(tau, threshold), describe
+        # v = v + (x - v) / tau, or v = v - v / tau + x without decay_input
+        gain = 1.0 / tau if decay_input else 1.0
+        return ir.LeakyNeuron(1.0 - 1.0 / tau, gain, threshold, reset_subtract=soft), describe
     raise UnsupportedModelError(f"{path}: SpikingJelly {kind} is not supported; use LIFNode, "
                                 "IFNode or MultiStepLIFNode / MultiStepIFNode")

@@ -34,7 +34,9 @@ class LoihiLIF(Op):
 
     ``u = wrap24(decay(u, du + 1) + (a_in << 6))``;
     ``v = clip(decay(v, dv) + u + (bias_mant << bias_exp), ±(2^23 - 1))``;
-    spike iff ``v > vth << 6``, then ``v = 0``. ``a_in`` is the sum of the node's inputs.
+    spike iff ``v > vth << 6``, then ``v = 0``, or ``v -= vsub`` when ``vsub > 0`` (a soft reset:
+    a microcode neuron on Loihi 2; a custom Lava ProcessModel here). ``a_in`` is the sum of the
+    node's inputs.
     ``bias_mant`` / ``bias_exp`` broadcast against the neuron shape (per channel: shape (C, 1, 1)
     for images, (C,) for tokens).
     """
@@ -44,6 +46,7 @@ class LoihiLIF(Op):
     vth: int
     bias_mant: np.ndarray
     bias_exp: np.ndarray
+    vsub: int = 0
     spiking = True
     arity = None
 
@@ -55,6 +58,8 @@ class LoihiLIF(Op):
                 raise ValueError(f"LoihiLIF: {name} must be a 12-bit value 0..4095")
         if self.vth < 0:
             raise ValueError("LoihiLIF: vth must be non-negative")
+        if not 0 <= self.vsub <= fixedpoint.V_LIMIT:
+            raise ValueError(f"LoihiLIF: vsub must be in 0..{fixedpoint.V_LIMIT}")
 
     @property
     def bias(self) -> np.ndarray:
@@ -82,6 +87,9 @@ class LeakyNeuron(Op):
     ``current_leak = 0`` (the default) has no current memory: ``i = x``. ``leak = 1`` does not
     leak (an integrate-and-fire neuron). Loihi 2's CUBA LIF has both decays; snnTorch compares
     strictly (``mem > threshold``), SpikingJelly does not (``v >= v_threshold``).
+    ``reset_subtract > 0`` is a soft reset: ``v[t] -= reset_subtract where s[t]`` instead of 0
+    (SpikingJelly's ``v_reset=None`` subtracts the threshold; snnTorch's ``"subtract"``, applied
+    after the next step's decay, is ``threshold / beta`` subtracted at once).
     """
 
     leak: float
@@ -89,6 +97,7 @@ class LeakyNeuron(Op):
     threshold: float
     strict: bool = False
     current_leak: float = 0.0
+    reset_subtract: float = 0.0
     spiking = True
     arity = None
 
@@ -102,3 +111,6 @@ class LeakyNeuron(Op):
         if not isinstance(self.strict, (bool, np.bool_)):
             raise ValueError(f"LeakyNeuron: strict must be a bool, got {self.strict!r}")
         self.strict = bool(self.strict)
+        if not (np.isfinite(self.reset_subtract) and self.reset_subtract >= 0):
+            raise ValueError(f"LeakyNeuron: reset_subtract must be >= 0 (0: reset to zero), got "
+                             f"{self.reset_subtract}")

@@ -309,8 +309,8 @@ class Codec:
 
 
 _TOKENS_NOTE = "token tensors (N, C) are channel-major (C, N) in NIR"
-_NEURON_NOTE = ("NIR parameters for dt = 1 (forward Euler); spikes reset v to 0; "
-                "the exact op is in metadata")
+_NEURON_NOTE = ("NIR parameters for dt = 1 (forward Euler); spikes reset v to 0 (a soft "
+                "reset, subtracting, only in metadata); the exact op is in metadata")
 
 #: op type -> codec. Reading is generic: the exact op is rebuilt from its metadata.
 CODECS: dict[type, Codec] = {

@@ -201,7 +201,9 @@ def biased_lif(neuron: ir.LeakyNeuron, vth: int, alpha: float, bias: np.ndarray,
     bias_mant, bias_exp = _split_bias(np.rint(alpha * neuron.gain * bias) + offset, target)
     if image:
         bias_mant, bias_exp = bias_mant[:, None, None], bias_exp[:, None, None]
-    return ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
+    # a soft reset subtracts alpha * reset_subtract (exactly vth << 6 when it is the threshold)
+    vsub = int(np.rint(alpha * neuron.reset_subtract)) if neuron.reset_subtract else 0
+    return ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp, vsub=vsub)
 
 
 def _quantize_synapse(name: str, syn: ir.Op, neuron: ir.LeakyNeuron, rng: ValueRange,

@@ -147,12 +147,15 @@ def test_strict_threshold_and_synaptic_become_canonical_neurons(digits):
 
 
 REFUSALS = [
-    (lambda: snn.Leaky(beta=0.9, init_hidden=True),
-     "0: Leaky(reset_mechanism='subtract') is not supported: Loihi's LIF resets the membrane to "
-     "zero; use reset_mechanism='zero'"),
+    (lambda: snn.Leaky(beta=0.9, init_hidden=True, reset_delay=False),
+     "0: Leaky(reset_mechanism='subtract', reset_delay=False) is not supported: use "
+     "reset_mechanism='zero' (or a Leaky with the default subtract reset)"),
     (lambda: snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="none"),
-     "0: Leaky(reset_mechanism='none') is not supported: Loihi's LIF resets the membrane to "
-     "zero; use reset_mechanism='zero'"),
+     "0: Leaky(reset_mechanism='none') is not supported: use reset_mechanism='zero' (or a Leaky "
+     "with the default subtract reset)"),
+    (lambda: snn.Synaptic(alpha=0.5, beta=0.9, init_hidden=True),
+     "0: Synaptic(reset_mechanism='subtract') is not supported: use reset_mechanism='zero' (or "
+     "a Leaky with the default subtract reset)"),
     (lambda: leaky(beta=torch.linspace(0.5, 0.9, 10)),
      "0: beta differs between neurons; a Loihi population has one beta: use a scalar beta"),
     (lambda: leaky(inhibition=True), "0: Leaky(inhibition=True) is not supported; use "

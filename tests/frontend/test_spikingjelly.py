@@ -104,11 +104,9 @@ def test_neurons_map_to_the_ir():
 
 
 REFUSALS = [
-    (neuron.LIFNode(v_reset=None, step_mode="m"),
-     "1: LIFNode(v_reset=None) is a soft reset (subtract the threshold); Lava's LIF resets to "
-     "zero: use v_reset=0.0"),
     (neuron.LIFNode(v_reset=-0.5, step_mode="m"),
-     "1: LIFNode(v_reset=-0.5) is not supported; Loihi resets to zero: use v_reset=0.0"),
+     "1: LIFNode(v_reset=-0.5) is not supported: use v_reset=0.0 (reset to zero) or None "
+     "(subtract the threshold)"),
     (neuron.ParametricLIFNode(step_mode="m"),
      "1: SpikingJelly ParametricLIFNode is not supported; use LIFNode, IFNode or "
      "MultiStepLIFNode / MultiStepIFNode"),

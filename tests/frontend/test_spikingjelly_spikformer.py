@@ -166,11 +166,15 @@ def _refused(model, match, x=None):
     assert "\n" not in str(info.value)
 
 
-def test_soft_reset_is_refused():
+def test_soft_reset_compiles():
+    """``v_reset=None`` subtracts the threshold after a spike: a soft-reset neuron (proved by
+    compile), Loihi's ``vsub`` equal to its ``vth << 6``."""
     model = active_model()
     model.block[0].attn.q_lif = MultiStepLIFNode(tau=2.0, v_reset=None, detach_reset=True)
-    _refused(model, r"^block\.0\.attn\.q_lif: MultiStepLIFNode\(v_reset=None\) is a soft reset.*"
-                    r"use v_reset=0\.0$")
+    compiled = neurocompile.compile(model, _inputs(np.full((2, 1, 8, 8), 9, np.int64)))
+    assert compiled.float_graph["block.0.attn.q_lif"].op.reset_subtract == 1.0
+    lif = compiled.quantized.graph["block.0.attn.q_lif"].op
+    assert lif.vsub == lif.vth << 6
 
 
 @pytest.mark.parametrize("make, match", [

@@ -9,6 +9,7 @@ Mapping (stock Lava processes wherever the math allows):
   block-diagonal N*C x N*C matrix), and Lava's Conv model runs C_out * b small 2-D convolutions
   per step instead of C_out * C_in;
 * ``LoihiLIF`` -> ``LIFReset`` (reset every T steps, at the step each sample reaches the layer);
+  with a soft reset (``vsub``) the custom ``LIFResetSubtract``;
 * ``SpikeMaxPool`` -> a depthwise all-ones ``Conv`` into an OR neuron (``LIF``, vth 0, no memory);
 * ``IntSSA`` -> the custom ``SpikingSelfAttention`` process;
 * ``CurrentMaxPool`` (a Conv's currents pooled before its LIF) -> the custom ``CurrentMaxPool``
@@ -253,15 +254,20 @@ class _Builder:
     def lif(self, node: ir.Node):
         from lava.proc.lif.process import LIFReset
 
+        from .processes.lif_subtract import LIFResetSubtract
+
         op: ir.LoihiLIF = node.op
         full = self.graph.shape(node.name)
         depth = self.input_depth(node.inputs)
         self.check_unordered(node)
-        proc = self.add_proc(LIFReset(
+        params = dict(
             shape=self.shape_of(node.name), du=op.du, dv=op.dv, vth=op.vth,
             bias_mant=self.to_lava(node.name, np.broadcast_to(op.bias_mant, full)).astype(np.int32),
             bias_exp=self.to_lava(node.name, np.broadcast_to(op.bias_exp, full)).astype(np.int32),
-            reset_interval=self.steps, reset_offset=(1 + depth) % self.steps, name=node.name))
+            reset_interval=self.steps, reset_offset=(1 + depth) % self.steps, name=node.name)
+        # a soft reset (v -= vsub) is a custom model; else stock Lava's LIF
+        proc = self.add_proc(LIFResetSubtract(vsub=op.vsub, **params) if op.vsub
+                             else LIFReset(**params))
         self.connect_inputs(node.inputs, proc.a_in, self.shape_of(node.name))
         self.out.probes[node.name] = proc.s_out
         return [(proc.s_out, depth)]

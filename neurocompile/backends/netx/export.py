@@ -154,6 +154,9 @@ def plan(graph: ir.Graph) -> tuple[ir.Node, list[NetxLayer], ir.Node]:
 
 def _check_neuron(graph: ir.Graph, node: ir.Node) -> None:
     op: ir.LoihiLIF = node.op
+    if op.vsub:
+        raise NeurocompileError(f"{node.name}: a soft reset (v -= {op.vsub} after a spike) has no "
+                                "netx form; lava-dl's CUBA neurons reset to zero")
     bias = np.broadcast_to(op.bias, graph.shape(node.name))
     if np.any(bias % (1 << BIAS_EXP)):
         first = int(bias.reshape(-1)[np.flatnonzero(bias.reshape(-1) % (1 << BIAS_EXP))[0]])

@@ -56,6 +56,9 @@ def _check(graph: ir.Graph) -> None:
             f"the graph has ops with no standard NIR form: {', '.join(kinds)} ({names}); "
             "write it without --standard (stock-readable NIR with the exact ops in metadata)")
     for node in graph:
+        if isinstance(node.op, ir.LoihiLIF) and node.op.vsub:
+            raise NeurocompileError(f"{node.name}: a soft reset (v -= {node.op.vsub} after a "
+                                    "spike) has no standard NIR form (NIR resets to v_reset)")
         if isinstance(node.op, ir.LoihiLIF) and len(node.inputs) != 1:
             raise NeurocompileError(f"{node.name}: a LoihiLIF reading {len(node.inputs)} "
                                     "synapses has no standard NIR form here")

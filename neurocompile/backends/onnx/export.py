@@ -111,7 +111,7 @@ def _wrap_current(b: Builder, u: str) -> str:
 
 
 def lif_step(b: Builder, u: str | None, v: str | None, a_in: str, *, du: int, dv: int,
-             bias: np.ndarray, vth: int) -> tuple[str, str, str]:
+             bias: np.ndarray, vth: int, vsub: int = 0) -> tuple[str, str, str]:
     """``fixedpoint.lif_step`` on int64 tensors: returns the names of (u, v, spikes int64).
 
     ``u`` / ``v`` None mean the zero state of step 0.
@@ -124,7 +124,8 @@ def lif_step(b: Builder, u: str | None, v: str | None, a_in: str, *, du: int, dv
     v = b.op("Add", [v, b.const(bias)])
     v = b.op("Min", [b.op("Max", [v, b.const(-fixedpoint.V_LIMIT)]), b.const(fixedpoint.V_LIMIT)])
     fired = b.op("Greater", [v, b.const(np.int64(vth) << fixedpoint.ACT_SHIFT)])
-    v = b.op("Where", [fired, b.const(0), v])
+    reset = b.op("Sub", [v, b.const(vsub)]) if vsub else b.const(0)  # soft or hard reset
+    v = b.op("Where", [fired, reset, v])
     return u, v, b.cast(fired, TensorProto.INT64)
 
 
@@ -279,7 +280,7 @@ def _loihi_lif(ctx, node, xs, state):
     op = node.op
     state["u"], state["v"], spikes = lif_step(ctx.builder, state.get("u"), state.get("v"),
                                               ctx.builder.add_all(xs), du=op.du, dv=op.dv,
-                                              bias=op.bias, vth=op.vth)
+                                              bias=op.bias, vth=op.vth, vsub=op.vsub)
     return spikes
 
 

@@ -42,7 +42,7 @@ def leaky_neuron(op: ir.LeakyNeuron, xs, state, t):
         x = state["i"] = op.current_leak * state.get("i", 0.0) + x
     v = op.leak * state.get("v", 0.0) + op.gain * x
     spikes = ((v > op.threshold) if op.strict else (v >= op.threshold)).astype(np.float64)
-    state["v"] = v * (1.0 - spikes)
+    state["v"] = v - spikes * op.reset_subtract if op.reset_subtract else v * (1.0 - spikes)
     return spikes
 
 

@@ -30,7 +30,8 @@ def loihi_lif(op: ir.LoihiLIF, xs, state, t):
     u = state.get("u", np.zeros_like(a_in))
     v = state.get("v", np.zeros_like(a_in))
     state["u"], state["v"], spikes = fixedpoint.lif_step(u, v, a_in, du=op.du, dv=op.dv,
-                                                         bias=op.bias, vth=op.vth)
+                                                         bias=op.bias, vth=op.vth,
+                                                         vsub=op.vsub)
     return spikes
 
 
