@@ -66,12 +66,13 @@ def cmd_export(args) -> None:
                                         "--steps T (time steps per sample)")
             compiled = compile_nir(args.model, target=args.target, steps=args.steps,
                                    input_scale=args.input_scale, spike_input=args.spike_input,
+                                   reset=args.reset or "zero",
                                    dt=DEFAULT_DT if args.dt is None else args.dt)
         else:
-            if any(v is not None for v in (args.steps, args.input_scale, args.dt)) \
+            if any(v is not None for v in (args.steps, args.input_scale, args.dt, args.reset)) \
                     or args.spike_input:
-                raise NeurocompileError("--steps, --input-scale, --dt and --spike-input apply to "
-                                        ".nir files only")
+                raise NeurocompileError("--steps, --input-scale, --dt, --spike-input and --reset "
+                                        "apply to .nir files only")
             compiled = compile_checkpoint(args.model, args.target,
                                           allow_pickle=args.unsafe_pickle)
         if compiled.limits:  # refuse before writing anything; name every offending layer
@@ -496,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MODEL.nir only: the input is binary spike trains, one frame per step "
                         "(event cameras, spike-encoded data); verify/simulate --input then take "
                         "(N, T, *shape) arrays of 0/1")
+    p.add_argument("--reset", choices=("zero", "subtract", "subtract-next"), default=None,
+                   help="MODEL.nir only: what a spike did to v where the model was trained (NIR "
+                        "cannot say): zero (default, NIR's v_reset), subtract (the threshold; "
+                        "sinabs, SpikingJelly's soft reset) or subtract-next (the threshold at "
+                        "the next step, after the decay: snnTorch's default)")
     p.add_argument("--dt", type=_fraction, default=None,
                    help="MODEL.nir only: the time step the file's time constants were written "
                         "for (default 1e-4, snnTorch's and Norse's)")

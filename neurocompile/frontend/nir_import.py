@@ -52,7 +52,9 @@ fold into the rows of the synapse before the neuron (which then has gain 1 and t
 leaks must be the same for the whole layer.
 
 Spikes: NIR fires when ``v > v_threshold`` (strict, as snnTorch's ``mem - threshold > 0``), then
-sets ``v = v_reset``; ``v_reset`` must be 0. The input of step t reaches the neuron at step t (no
+sets ``v = v_reset``; ``v_reset`` must be 0. NIR cannot say that the producer subtracted instead:
+``reset="subtract"`` (v -= threshold) or ``"subtract-next"`` (snnTorch's default: the threshold
+subtracted at the next step after the decay, i.e. threshold / leak at once) says so. The input of step t reaches the neuron at step t (no
 synaptic delay), as in snnTorch. What NIR cannot say and snnTorch's export drops: its
 ``reset_mechanism`` (the default "subtract" is written as a reset to v_reset = 0, so only
 ``reset_mechanism="zero"`` models are reproduced; snnTorch's own ``import_from_nir`` also builds
@@ -87,6 +89,8 @@ from .compose import NotComposable, compose_conv, conv_matrix, sum_pool
 
 DEFAULT_DT = 1e-4  #: snnTorch's and Norse's step (their exporters write tau for it)
 DEFAULT_INPUT_SCALE = 1.0 / 16  #: digits pixels 0..16 read as pixels / 16
+#: what a spike does to v in the producer (NIR itself always resets to v_reset)
+RESETS = ("zero", "subtract", "subtract-next")
 ARCHITECTURE = "nir"
 
 _SYNAPSES = ("Affine", "Linear", "Conv2d")
@@ -222,12 +226,14 @@ _NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 class _Builder:
     """Turns NIR nodes into IR nodes, remembering the IR node (and shape) behind each NIR node."""
 
-    def __init__(self, nir_graph, where: str, dt: float, input_op: ir.Input | None):
+    def __init__(self, nir_graph, where: str, dt: float, input_op: ir.Input | None,
+                 reset: str = "zero"):
         self.nir = _nir()
         self.src = nir_graph
         self.where = where
         self.dt = float(dt)
         self.input_op = input_op
+        self.reset = reset
         self.graph = ir.Graph()
         self.value: dict[str, str] = {}  # NIR node -> IR node holding its value
         self.kinds: dict[str, str] = {}
@@ -442,7 +448,8 @@ class _Builder:
         syn = self.graph[src]
         if np.all(gain == gain[0]) and np.all(theta == theta[0]) and not np.any(drive):
             op = ir.LeakyNeuron(leak=leak, gain=float(gain[0]), threshold=float(theta[0]),
-                                strict=True, current_leak=current_leak)
+                                strict=True, current_leak=current_leak,
+                                reset_subtract=self.soft_reset(name, node, float(theta[0]), leak))
         else:  # fold per-neuron gain / threshold and v_leak into the synapse rows
             if not isinstance(syn.op, (ir.Linear, ir.Conv2d)) or self.graph.users(src):
                 self.refuse(name, node, "per-neuron gains / thresholds or v_leak != 0 need a "
@@ -453,8 +460,19 @@ class _Builder:
             weight = syn.op.weight * scale.reshape((-1,) + (1,) * (syn.op.weight.ndim - 1))
             syn.op = dataclasses.replace(syn.op, weight=weight, bias=syn.op.bias * scale + extra)
             op = ir.LeakyNeuron(leak=leak, gain=1.0, threshold=1.0, strict=True,
-                                current_leak=current_leak)
+                                current_leak=current_leak,
+                                reset_subtract=self.soft_reset(name, node, 1.0, leak))
         return self.graph.add(self.name(name), op, [src])
+
+    def soft_reset(self, name, node, threshold: float, leak: float) -> float:
+        """What a spike subtracts from v (0: NIR's reset to v_reset = 0), by ``reset``."""
+        if self.reset == "zero":
+            return 0.0
+        if self.reset == "subtract":
+            return threshold
+        if leak <= 0:  # "subtract-next": the threshold after the next decay = threshold / leak
+            self.refuse(name, node, "a leak of 0 has no subtract-next reset")
+        return threshold / leak
 
 
 def _square(builder, name, node, value, field) -> int:
@@ -559,7 +577,7 @@ def _input_op(example_input, steps, input_scale, input_max, shape,
 
 def import_nir(source, example_input=None, dt: float = DEFAULT_DT, *, steps: int | None = None,
                input_scale: float | None = None, input_max: int | None = None,
-               spike_input: bool = False) -> ir.Graph:
+               spike_input: bool = False, reset: str = "zero") -> ir.Graph:
     """The float IR graph of a stock NIR graph (a ``.nir`` path or a ``nir.NIRGraph``).
 
     ``example_input`` (time-major ``(T, batch, *sample_shape)``, the same at every step) fixes the
@@ -567,15 +585,21 @@ def import_nir(source, example_input=None, dt: float = DEFAULT_DT, *, steps: int
     is then ``input_scale``, default 1/16, levels 0..``input_max``, default ``round(1/scale)``).
     ``dt`` is the step the file's time constants were written for (module docstring).
     ``spike_input=True`` (with ``steps=``): the input is binary spike trains, one frame per step
-    (event cameras, spike-encoded data), as the NIR paper's networks take.
+    (event cameras, spike-encoded data), as the NIR paper's networks take. NIR resets v to
+    v_reset; ``reset`` says what the producer did instead: ``"zero"`` (NIR's own meaning),
+    ``"subtract"`` (a spike subtracts the threshold: sinabs' and SpikingJelly's soft reset) or
+    ``"subtract-next"`` (the threshold subtracted at the next step, after the decay: snnTorch's
+    default).
     """
+    if reset not in RESETS:
+        raise UnsupportedModelError(f"reset={reset!r} must be one of {', '.join(RESETS)}")
     if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
         raise UnsupportedModelError(f"dt={dt!r} must be a positive number")
     nir_graph, where = _load(source)
     _refuse_own(nir_graph, where)
     try:
         return _convert(nir_graph, where, example_input, float(dt), steps, input_scale, input_max,
-                        spike_input)
+                        spike_input, reset)
     except UnsupportedModelError as exc:
         if where != "NIR graph" and not str(exc).startswith(where):
             raise UnsupportedModelError(f"{where}: {exc}") from exc
@@ -583,7 +607,7 @@ def import_nir(source, example_input=None, dt: float = DEFAULT_DT, *, steps: int
 
 
 def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
-             spike_input=False) -> ir.Graph:
+             spike_input=False, reset="zero") -> ir.Graph:
     nir = _nir()
     order, preds = _order(nir_graph, where)
     inputs = [n for n in order if isinstance(nir_graph.nodes[n], nir.Input)]
@@ -598,7 +622,7 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
     if not shape:
         raise UnsupportedModelError(f"NIR node {inputs[0]!r} (Input): has no shape")
     input_op, steps = _input_op(example_input, steps, input_scale, input_max, shape, spike_input)
-    b = _Builder(nir_graph, where, dt, input_op)
+    b = _Builder(nir_graph, where, dt, input_op, reset)
     out_pred = preds[outputs[0]]
     if len(out_pred) != 1:
         raise UnsupportedModelError(f"NIR node {outputs[0]!r} (Output): must read exactly one "
@@ -680,7 +704,8 @@ def compile_nir(source, example_input=None, target="loihi2", *, dt: float = DEFA
                 **input_options):
     """``import_nir`` then the same passes, quantization and checks as ``neurocompile.compile``;
     returns a ``Compiled`` whose ``save(dir)`` writes the bundle (``source.nir`` = the float
-    graph). ``input_options``: ``steps``, ``input_scale``, ``input_max``, ``spike_input``."""
+    graph). ``input_options``: ``steps``, ``input_scale``, ``input_max``, ``spike_input``,
+    ``reset``."""
     from ..compiler import ImportedModel, _lower
 
     graph = import_nir(source, example_input, dt, **input_options)

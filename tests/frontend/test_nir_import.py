@@ -305,3 +305,27 @@ def test_a_cuba_bias_refusal_names_the_file_and_the_neuron(tmp_path):
     with pytest.raises(NeurocompileError, match=rf"^{re.escape(str(path))}: lif: a neuron with "
                                                  "a current decay \\(CUBA\\) cannot take"):
         compile_nir(path, steps=2)
+
+
+def test_an_snntorch_subtract_reset_file_imports_with_reset_subtract_next(digits):
+    """snnTorch's default Leaky (subtract at the next step) exported to NIR, which writes it as a
+    reset to zero: with ``reset="subtract-next"`` the float graph has snnTorch's spikes, with
+    the default it would not."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 32),
+        snn.Leaky(beta=torch.full((32,), 0.9), threshold=torch.ones(32), init_hidden=True),
+        torch.nn.Linear(32, 10), snn.Leaky(beta=torch.full((10,), 0.9), threshold=torch.ones(10),
+                                           init_hidden=True, output=True))
+    with torch.no_grad():
+        net[1].weight.mul_(4.0)
+    graph = export_nir(net)
+    images = digits.test_x[:100].reshape(-1, 1, 8, 8)
+    want = snn_spikes(net, images, 6)
+    for reset, same in (("subtract-next", True), ("zero", False)):
+        imported = import_nir(graph, steps=6, reset=reset)
+        last = imported[imported.output].inputs[0]
+        got = run_float(imported, images, 6).outputs[last]
+        assert np.array_equal(got, want) == same, reset
+    with pytest.raises(UnsupportedModelError, match="reset='sideways' must be one of"):
+        import_nir(graph, steps=6, reset="sideways")
