@@ -54,10 +54,10 @@ leaks must be the same for the whole layer.
 Spikes: NIR fires when ``v > v_threshold`` (strict, as snnTorch's ``mem - threshold > 0``), then
 sets ``v = v_reset``; ``v_reset`` must be 0. NIR cannot say that the producer subtracted instead:
 ``reset="subtract"`` (v -= threshold) or ``"subtract-next"`` (snnTorch's default: the threshold
-subtracted at the next step after the decay, i.e. threshold / leak at once) says so. The input of step t reaches the neuron at step t (no
-synaptic delay), as in snnTorch. What NIR cannot say and snnTorch's export drops: its
-``reset_mechanism`` (the default "subtract" is written as a reset to v_reset = 0, so only
-``reset_mechanism="zero"`` models are reproduced; snnTorch's own ``import_from_nir`` also builds
+subtracted at the next step after the decay, i.e. threshold / leak at once) says so. The input
+of step t reaches the neuron at step t (no synaptic delay), as in snnTorch. What NIR cannot say
+and snnTorch's export drops: its ``reset_mechanism`` (the default "subtract" is written as a
+reset to v_reset = 0: pass ``reset="subtract-next"``; snnTorch's own ``import_from_nir`` builds
 reset-to-zero neurons) and ``reset_delay``: NIR resets v right after the spike, which is
 snnTorch's ``reset_delay=False``; for ``Leaky`` with reset to zero ``reset_delay=True`` gives the
 same spikes, for ``Synaptic`` it does not (it holds mem at 0 for the next step), so only
