@@ -120,7 +120,7 @@ def test_export_and_verify_spike_trains_from_the_command_line(tmp_path, capsys):
     nir.write(path, cnn())
     bundle = tmp_path / "b"
     assert main(["export", str(path), "--steps", str(T), "--dt", "1", "--spike-input",
-                 "-o", str(bundle)]) == 0
+                 "--reset", "subtract", "-o", str(bundle)]) == 0  # sinabs' IAF subtracts
     np.save(tmp_path / "x.npy", _spikes(3, 2))
     capsys.readouterr()
     assert main(["verify", str(bundle), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
