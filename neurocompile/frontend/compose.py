@@ -22,17 +22,6 @@ class NotComposable(ValueError):
     """The chain has no exact single-synapse form; the message says why (one line)."""
 
 
-def dense_weight(op: ir.Conv2d) -> np.ndarray:
-    """The (out, in, kh, kw) weight of a grouped convolution, zero between groups."""
-    out, per_group, kh, kw = op.weight.shape
-    step = out // op.groups
-    dense = np.zeros((out, per_group * op.groups, kh, kw))
-    for g in range(op.groups):
-        dense[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = \
-            op.weight[g * step:(g + 1) * step]
-    return dense
-
-
 def zero_bias(op) -> bool:
     return np.abs(op.bias).max(initial=0.0) <= ZERO_BIAS * max(1.0, np.abs(op.weight).max())
 
@@ -55,7 +44,7 @@ def compose_conv(first: ir.Conv2d, then: ir.Conv2d, size: int) -> ir.Conv2d:
                                 f"(kernel {k1}, stride {s1}, padding {p1}) that overlap the "
                                 "image: no single convolution pads the same way; make one of "
                                 "them 1x1, drop the padding, or put a neuron between them")
-    w1, w2 = dense_weight(first), dense_weight(then)
+    w1, w2 = first.dense_weight(), then.dense_weight()
     kernel = k1 + (k2 - 1) * s1
     weight = np.zeros((w2.shape[0], w1.shape[1], kernel, kernel))
     for a in range(k2):

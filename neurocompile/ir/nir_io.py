@@ -109,16 +109,6 @@ def _io(nodes: dict, in_shape: Shape, out_shape: Shape) -> dict:
             "output": nir.Output(np.array(out_shape))}
 
 
-def _dense_conv(weight: np.ndarray, groups: int) -> np.ndarray:
-    out, per_group, kh, kw = weight.shape
-    dense = np.zeros((out, per_group * groups, kh, kw), dtype=np.float64)
-    step = out // groups
-    for g in range(groups):
-        dense[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = \
-            weight[g * step:(g + 1) * step]
-    return dense
-
-
 # --- op -> stock NIR node: one function per op, given our input and output shapes -------------
 
 def _input(op: structure.Input, shape_in, shape_out):
@@ -187,16 +177,18 @@ def _readout(op: structure.Readout, shape_in, shape_out):
 
 
 def _conv(weight, bias, op, shape_in):
-    return nir.Conv2d(input_shape=tuple(shape_in[1:]), weight=_dense_conv(weight, op.groups),
-                      stride=op.stride, padding=op.padding, dilation=1, groups=1, bias=bias)
+    """Grouped weights written dense (``dense_weight``)."""
+    return nir.Conv2d(input_shape=tuple(shape_in[1:]), weight=weight, stride=op.stride,
+                      padding=op.padding, dilation=1, groups=1, bias=bias)
 
 
 def _conv2d(op: synapses.Conv2d, shape_in, shape_out):
-    return _conv(op.weight, op.bias.copy(), op, shape_in)
+    return _conv(op.dense_weight(), op.bias.copy(), op, shape_in)
 
 
 def _int_conv2d(op: synapses.IntConv2d, shape_in, shape_out):
-    return _conv(op.weight * 2.0 ** op.weight_exp, np.zeros(op.weight.shape[0]), op, shape_in)
+    return _conv(op.dense_weight() * 2.0 ** op.weight_exp, np.zeros(op.weight.shape[0]), op,
+                 shape_in)
 
 
 def _token_wise(weight: np.ndarray, bias: np.ndarray, shape_in: Shape):

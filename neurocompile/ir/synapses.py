@@ -34,6 +34,16 @@ class _ConvShape:
             raise ValueError(f"{owner}: {self.weight.shape[0]} output channels are not "
                              f"divisible by groups={self.groups}")
 
+    def dense_weight(self) -> np.ndarray:
+        """The (out, in, kh, kw) weight with the groups written out (zero between groups)."""
+        out, per_group, kh, kw = self.weight.shape
+        step = out // self.groups
+        dense = np.zeros((out, per_group * self.groups, kh, kw), dtype=np.float64)
+        for g in range(self.groups):
+            dense[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = \
+                self.weight[g * step:(g + 1) * step]
+        return dense
+
     def output_shape(self, input_shapes):
         shape = input_shapes[0]
         if len(shape) != 3:
