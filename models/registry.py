@@ -49,6 +49,13 @@ ZOO: dict[str, str] = {
     #     --epochs 40 --threads 1 --seed 0 --out models/checkpoints/qkformer_digits.pt
     #     (hierarchical: block 0 Q-K token attention, block 1 SSA)
     "qkformer_digits": "checkpoints/qkformer_digits.pt",
+    # python -m neurocompile.zoo.train --arch spikformer --data events --T 8 --epochs 30
+    #     --threads 1 --seed 0 --out models/checkpoints/spikformer_events.pt
+    #     (the digits as DVS event streams: binary ON/OFF frames 2x10x10, one per step)
+    "spikformer_events": "checkpoints/spikformer_events.pt",
+    # python -m neurocompile.zoo.train --arch spikformer --attention ds2ta --data events --T 8
+    #     --epochs 30 --threads 1 --seed 0 --out models/checkpoints/ds2ta_events.pt
+    "ds2ta_events": "checkpoints/ds2ta_events.pt",
 }
 
 

@@ -4,7 +4,8 @@ Structure follows the public reference implementation (SPS tokenizer, SSA withou
 spiking MLP, mean-pooled linear head). Every tensor inside the network is time-major:
 (T, B, ...). Images are direct-encoded: the same real-valued image ``x * input_scale`` is fed at
 each of the T steps, so the first convolution sees analogue values and every later layer sees
-spikes (or sums of spikes, on the residual path).
+spikes (or sums of spikes, on the residual path). A model built with ``input="events"`` reads
+event-camera streams instead: binary frames (B, T, C, H, W), frame t at step t.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ _POSITIVE_FLOATS = ("input_scale", "attn_scale", "attn_threshold", "tau")
 #: upper bounds, checked before any tensor is allocated (a checkpoint's config is untrusted data)
 _MAX_INTS = {"img_size": 1024, "in_channels": 1024, "num_classes": 100_000, "dim": 8192,
              "heads": 1024, "depth": 128, "mlp_ratio": 64, "T": 1024, "sps_stages": 16}
+#: what a model reads (``SpikformerConfig.input``): a static image, or one binary frame per step
+INPUTS = ("image", "events")
 
 
 @dataclass
@@ -41,6 +44,10 @@ class SpikformerConfig:
       here the stages are simply blocks: one SPS tokenizer up front, no patch merging between
       stages, so every block keeps ``dim`` channels and ``N`` tokens (spike residuals and MLP as
       in any Spikformer block).
+
+    ``input`` is what the model reads: ``"image"`` (direct encoding, the default: the image
+    ``x * input_scale`` at each of the T steps) or ``"events"`` (an event camera's binary
+    frames (B, T, C, H, W), frame t at step t; ``input_scale`` must be 1).
     """
 
     img_size: int = 8
@@ -63,6 +70,7 @@ class SpikformerConfig:
     pe_bits: int = 0  # Gray-PE bits per axis; 0: as many as the positions need
     tasa_window: int = 3  # DS2TA's temporal attention window T_AW (steps)
     tasa_tau: int = 1  # DS2TA's initial per-layer decay exponent: taps weigh 2**(-tau m)
+    input: str = "image"  # image: direct encoding, the same image every step | events: frames
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -70,6 +78,7 @@ class SpikformerConfig:
         self._check_attention()
         self._check_position_encoding()
         self._check_tasa()
+        self._check_input()
 
     def _check_types(self) -> None:
         for name in _POSITIVE_INTS + ("sps_pools",):
@@ -119,6 +128,13 @@ class SpikformerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
                 raise ValueError(f"{name} must be an int in {allowed}, got {value!r}")
+
+    def _check_input(self) -> None:
+        if self.input not in INPUTS:
+            raise ValueError(f"input {self.input!r} is not one of {', '.join(INPUTS)}")
+        if self.input == "events" and self.input_scale != 1.0:
+            raise ValueError(f"input 'events' feeds binary frames as they are: input_scale must "
+                             f"be 1, got {self.input_scale}")
 
     def _check_shapes(self) -> None:
         if self.dim % self.heads:
@@ -313,7 +329,8 @@ class Spikformer(nn.Module):
     Block ``i`` is built from ``block_config(config, i)`` (its own attention under a ``LAYOUTS``
     entry such as "qkformer").
 
-    ``logits = head(mean_t mean_n blocks(SPS(repeat_T(images * input_scale))))``; the tokenizer,
+    ``logits = head(mean_t mean_n blocks(SPS(repeat_T(images * input_scale))))``, or with
+    ``config.input == "events"`` ``SPS(frames)`` of the event frames themselves; the tokenizer,
     the blocks and an optional ``head_lif`` come from ``ENCODERS`` for some attention kinds.
     """
 
@@ -328,12 +345,19 @@ class Spikformer(nn.Module):
         self.head = nn.Linear(self.config.dim, self.config.num_classes)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Direct encoding: (B, C, H, W) -> (T, B, C, H, W) = the scaled image at every step."""
+        """Direct encoding: (B, C, H, W) -> (T, B, C, H, W) = the scaled image at every step.
+        Events: binary frames (B, T, C, H, W) -> time-major (T, B, C, H, W), frame t at step t."""
+        if self.config.input == "events":
+            if images.dim() != 5 or images.shape[1] != self.config.T:
+                raise ValueError(f"an event model takes frames (B, T, C, H, W) with T = "
+                                 f"{self.config.T}, got shape {tuple(images.shape)}")
+            return images.float().transpose(0, 1)
         x = images.float() * self.config.input_scale
         return x.unsqueeze(0).repeat(self.config.T, *([1] * x.dim()))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw images (B, C, H, W), e.g. integers 0..16 -> logits (B, num_classes)."""
+        """Raw images (B, C, H, W), e.g. integers 0..16, or for ``input="events"`` binary frames
+        (B, T, C, H, W) -> logits (B, num_classes)."""
         x = self.sps(self.encode(images))
         for block in self.blocks:
             x = block(x)

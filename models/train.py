@@ -1,4 +1,5 @@
-"""Train a zoo model on the fixed digits split and save a checkpoint.
+"""Train a zoo model on the fixed digits split (images, or their event-camera streams) and save
+a checkpoint.
 
 Example (the shipped checkpoint)::
 
@@ -20,23 +21,31 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from neurocompile.datasets import digits_split
+from neurocompile.datasets import digits_split, event_digits_split
+from neurocompile.evaluate import EVENT_FRAME
 
 from .registry import ARCHITECTURES, build_model, make_checkpoint
 from .spikformer import ATTENTIONS, LAYOUTS
 
 CONFIG_FLAGS = ("dim", "depth", "heads", "T")
+#: --data events: the model reads the event digits' binary ON/OFF frames, one per step
+EVENT_CONFIG = {"input": "events", "in_channels": EVENT_FRAME[0], "img_size": EVENT_FRAME[1],
+                "input_scale": 1.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m neurocompile.zoo.train",
         description="Train a spiking model on scikit-learn digits (fixed split: "
-                    "1347 train / 450 test) and save a checkpoint loadable with "
-                    "torch.load(path, weights_only=True).",
+                    "1347 train / 450 test), as images or as event-camera streams, and save a "
+                    "checkpoint loadable with torch.load(path, weights_only=True).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--arch", default="spikformer", choices=sorted(ARCHITECTURES),
                    help="architecture to train")
+    p.add_argument("--data", default="digits", choices=("digits", "events"),
+                   help="digits: the 8x8 images, direct-encoded; events: the same digits as DVS "
+                        "event streams (neurocompile.datasets.event_digits_split, T = config.T "
+                        "frames of 2x10x10 ON/OFF events), one frame per step")
     p.add_argument("--epochs", type=int, default=40, help="passes over the training set")
     p.add_argument("--out", required=True, help="checkpoint path to write (.pt)")
     p.add_argument("--seed", type=int, default=0, help="seed for torch and numpy")
@@ -45,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     p.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
     p.add_argument("--no-augment", action="store_true",
-                   help="disable random +-1 pixel shifts of the training images")
+                   help="disable random +-1 pixel shifts of the training images (or frames)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     g = p.add_argument_group("model config (defaults: the architecture's config defaults)")
     for flag in CONFIG_FLAGS:
@@ -66,11 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def random_shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image (B, C, H, W) by a random (dy, dx) in {-1, 0, 1}^2, zero-filling."""
+    """Shift each sample, images (B, C, H, W) or frames (B, T, C, H, W), by a random (dy, dx) in
+    {-1, 0, 1}^2, zero-filling; every frame of a sample moves alike."""
     padded = F.pad(x, (1, 1, 1, 1))
     h, w = x.shape[-2:]
     offsets = torch.randint(0, 3, (x.shape[0], 2), generator=gen)
-    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w]
+    return torch.stack([padded[i, ..., dy:dy + h, dx:dx + w]
                         for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
@@ -101,8 +111,10 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, float]:
                       if getattr(args, k) is not None})
     if args.pe_2d:
         overrides["pe_dims"] = 2
+    if args.data == "events":
+        overrides.update(EVENT_CONFIG)
     model = build_model(args.arch, overrides)
-    split = digits_split()
+    split = digits_split() if args.data == "digits" else event_digits_split(model.config.T)
     tx, ty = torch.from_numpy(split.train_x).float(), torch.from_numpy(split.train_y)
     gen = torch.Generator().manual_seed(args.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     model, test_acc = train(args)
     seconds = time.perf_counter() - start
-    training = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr,
+    training = {"data": args.data, "seed": args.seed, "epochs": args.epochs, "lr": args.lr,
                 "weight_decay": args.weight_decay, "batch_size": args.batch_size,
                 "augment": not args.no_augment, "test_accuracy": float(test_acc),
                 "train_seconds": round(seconds, 1), "command": command,

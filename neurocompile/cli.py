@@ -514,11 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
                             f"{DIGITS_SAMPLES} of the (event) digits test split; all of "
                             f"{'--input or --data' if labels else '--input'})")
         p.add_argument("--input", metavar="X.npy",
-                       help="your own static inputs instead of the digits test split: a .npy "
-                            "array (N, *sample), N samples of the bundle's input shape (e.g. "
-                            "(N, 1, 8, 8)), of integer levels 0..max (the bundle reads level k "
-                            "as k times its input scale; digits pixels are 0..16). Time-varying "
-                            "input (N, T, *sample) is not supported yet")
+                       help="your own inputs instead of the built-in test split: a .npy array "
+                            "(N, *sample), N samples of the bundle's input shape (e.g. (N, 1, 8, "
+                            "8)), or (N, T, *sample) sequences for a bundle compiled from a "
+                            "time-varying example (event frames, spike trains), of integer "
+                            "levels 0..max (the bundle reads level k as k times its input "
+                            "scale; digits pixels are 0..16, spikes 0/1)")
         if labels:
             p.add_argument("--labels", metavar="Y.npy",
                            help="with --input: a .npy array of N integer class ids, 0 up to "

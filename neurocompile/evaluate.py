@@ -1,5 +1,6 @@
 """Measurements shared by ``simulate``, ``verify`` and ``report``: the samples they run (the
-digits test split or the user's arrays), accuracy and spike agreement."""
+digits test split, as images or as event streams, or the user's arrays), accuracy and spike
+agreement."""
 from __future__ import annotations
 
 import inspect
@@ -12,7 +13,7 @@ import torch
 
 from . import ir
 from .backends.reference import Trace, run_int
-from .datasets import digits_split
+from .datasets import EVENT_PAD, digits_split, event_digits_split
 from .errors import NeurocompileError
 
 
@@ -42,6 +43,31 @@ def digits_test_description() -> str:
     params = inspect.signature(digits_split).parameters
     return (f"digits test split (sklearn, seed {params['seed'].default}, "
             f"{params['test_fraction'].default * 100:g} %)")
+
+
+#: one frame of the event digits: ON/OFF channels x the 8x8 digits on a canvas padded by EVENT_PAD
+EVENT_FRAME = (2, 8 + 2 * EVENT_PAD, 8 + 2 * EVENT_PAD)
+
+
+def takes_event_digits(graph: ir.Graph) -> bool:
+    """Whether the graph's input takes event digits frames: temporal, one (2, 10, 10) per step."""
+    op = input_op(graph)
+    return op.temporal and op.shape == EVENT_FRAME
+
+
+def event_digits_test_samples(count: int | None, steps: int) -> Samples:
+    """The digits test split as DVS event streams of ``steps`` frames: (n, steps, 2, 10, 10) 0/1
+    levels (int64), the labels of ``digits_test_samples``."""
+    split = event_digits_split(steps)
+    return Samples(split.test_x.astype(np.int64), split.test_y).first(
+        count, "the event digits test split")
+
+
+def event_digits_test_description(steps: int) -> str:
+    """The built-in event split, named as ``digits_test_description`` names the images it is
+    made of."""
+    return (f"{digits_test_description()} as DVS event streams ({steps} frames of ON/OFF x "
+            f"{EVENT_FRAME[1]}x{EVENT_FRAME[2]})")
 
 
 #: a --input, --labels or --data array larger than this is refused before it is read

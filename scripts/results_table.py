@@ -10,7 +10,9 @@ do, through the same library functions (the bundle is written to a temporary dir
 back, so the graph that is simulated is the exported one), and writes one Markdown row per
 checkpoint: attention mechanism, float / integer / Lava accuracy, spike mismatches, SOPs and energy
 per sample (77 fJ per SOP), attention sparsity, and whether |int - float| <= 0.01. The footnote
-under the table defines the sparsity per mechanism family.
+under the table defines the sparsity per mechanism family. Each checkpoint runs on the built-in
+test split its input takes, as ``verify`` without ``--input`` does: the digits images, or for the
+event-camera models the same digits as DVS event streams.
 
     python scripts/results_table.py                  # print the table (Markdown)
     python scripts/results_table.py --write-readme   # rewrite README.md between the markers
@@ -176,9 +178,17 @@ def _temporary_bundle(name: str):
         yield bundle
 
 
+def _takes_events(bundle) -> bool:
+    from neurocompile import evaluate
+
+    return hasattr(evaluate, "takes_event_digits") and evaluate.takes_event_digits(bundle.graph)
+
+
 def _samples(bundle, count: int):
     from neurocompile import evaluate
 
+    if _takes_events(bundle):
+        return evaluate.event_digits_test_samples(count, bundle.steps)
     samples = evaluate.digits_test_samples(count)
     if hasattr(evaluate, "digits_for_model"):
         samples = evaluate.digits_for_model(samples, bundle.graph, bundle.path)
@@ -227,6 +237,7 @@ def measure(name: str, samples: int = DEFAULT_SAMPLES, *, stage=lambda text: Non
         record = {
             "checkpoint": name,
             "attention": mechanism(config),
+            "data": "events" if _takes_events(bundle) else "digits",
             "samples": len(images),
             "steps": int(bundle.steps),
             "float_accuracy": accuracy(float_pred, labels),
@@ -280,16 +291,12 @@ def render_row(record: dict) -> str:
 
 def render(records: list[dict]) -> str:
     """The Markdown block that goes between the README markers (table and footnotes)."""
-    samples = sorted({r["samples"] for r in records})
-    steps = sorted({r["steps"] for r in records})
     lines = ["| " + " | ".join(HEADER) + " |",
              "|---|---|" + "---:|" * (len(HEADER) - 3) + ":---:|"]
     lines += [render_row(r) for r in records]
-    n = ", ".join(map(str, samples)) or "0"
     lines += [
         "",
-        f"Measured on the first {n} images of the digits test split (T = "
-        f"{', '.join(map(str, steps)) or '?'}): accuracies of the float PyTorch model, the "
+        f"Measured on {_data_clause(records)}: accuracies of the float PyTorch model, the "
         "integer reference and the Lava simulation of the exported bundle; spike mismatches "
         "count every spike of every spiking layer at every step that differs between Lava and "
         "the integer reference; SOPs (attention ops included) and energy come from the "
@@ -302,6 +309,27 @@ def render(records: list[dict]) -> str:
     lines += [f"* {family}: {text}." for family, text in SPARSITY_DEFINITIONS
               if present & set(family.split(", ")) or not records]
     return "\n".join(lines)
+
+
+def _joined(records: list[dict], key: str, empty: str) -> str:
+    return ", ".join(map(str, sorted({r[key] for r in records}))) or empty
+
+
+def _data_clause(records: list[dict]) -> str:
+    """What the records were measured on: the digits images, and the event-camera checkpoints'
+    event streams when there are any."""
+    events = [r for r in records if r.get("data") == "events"]
+    images = [r for r in records if r.get("data") != "events"]
+    parts = []
+    if images or not events:
+        parts.append(f"the first {_joined(images, 'samples', '0')} images of the digits test "
+                     f"split (T = {_joined(images, 'steps', '?')})")
+    if events:
+        names = ", ".join(f"`{r['checkpoint']}`" for r in events)
+        parts.append(f"{names} on the first {_joined(events, 'samples', '0')} of the same test "
+                     f"digits as DVS event streams (T = {_joined(events, 'steps', '?')} frames "
+                     "of ON/OFF × 10×10 events, `neurocompile.datasets.event_digits_split`)")
+    return "; ".join(parts)
 
 
 def rewrite_readme(text: str, block: str) -> str:

@@ -147,13 +147,20 @@ def _block(g: ir.Graph, i: int, block, x: str) -> str:
     return g.add(f"{prefix}.mlp_residual", ir.Add(), [x, h])
 
 
+def _input(cfg) -> ir.Input:
+    """A static image on the ``input_scale`` grid, or event frames: one binary frame per step."""
+    shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
+    if cfg.input == "events":
+        return ir.Input(shape, 1.0, max_value=1, temporal=True)
+    return ir.Input(shape, cfg.input_scale, max_value=int(round(1 / cfg.input_scale)))
+
+
 def convert_spikformer(model: nn.Module) -> ir.Graph:
     """Float IR graph of a zoo ``Spikformer`` (in eval mode: BatchNorm uses running stats)."""
     _check_supported(model)
     cfg = model.config
     g = ir.Graph()
-    x = g.add("input", ir.Input((cfg.in_channels, cfg.img_size, cfg.img_size), cfg.input_scale,
-                                max_value=int(round(1 / cfg.input_scale))))
+    x = g.add("input", _input(cfg))
     x = _tokenizer_converters()[type(model.sps)](g, model.sps, x)
     for i, block in enumerate(model.blocks):
         x = _block_converters()[type(block)](g, i, block, x)

@@ -1,10 +1,11 @@
 """The zoo path's proof: a zoo model's converted graph reproduces the model's own forward.
 
 Zoo models are converted from their module tree (``spikformer.py``), which reads names, not the
-forward; this check runs the forward on a fixed pseudo-random batch of input levels and compares
-every neuron layer (``MultiStepLIF`` module path = graph node name) spike for spike and the
-logits, exactly as ``trace.prove`` does for traced modules. A model whose forward was edited
-after it was built is refused, naming the first layer that differs.
+forward; this check runs the forward on a fixed pseudo-random batch of input levels (for an event
+model: random binary frames, one per step) and compares every neuron layer (``MultiStepLIF``
+module path = graph node name) spike for spike and the logits, exactly as ``trace.prove`` does
+for traced modules. A model whose forward was edited after it was built is refused, naming the
+first layer that differs.
 """
 from __future__ import annotations
 
@@ -41,10 +42,12 @@ def prove_zoo(model: nn.Module, graph: ir.Graph, seed: int = 0) -> None:
 
     op = graph["input"].op
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, op.max_value + 1, size=(PROOF_BATCH,) + op.shape)
+    steps = int(graph.meta["steps"])
+    frames = (steps,) if op.temporal else ()  # event models take one binary frame per step
+    images = rng.integers(0, op.max_value + 1, size=(PROOF_BATCH,) + frames + op.shape)
     logits, spikes = _forward_with_spikes(model, images.astype(np.float64))
     neurons = [n.name for n in graph if n.name in spikes]
-    trace = run_float(graph, images, int(graph.meta["steps"]), record=neurons)
+    trace = run_float(graph, images, steps, record=neurons)
     for name in neurons:
         want = spikes[name].reshape(trace.outputs[name].shape)
         if not np.array_equal(trace.outputs[name], want):

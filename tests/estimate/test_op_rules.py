@@ -152,11 +152,14 @@ def _shipped():
 def test_every_shipped_model_is_estimated(name):
     """Counts, mapping, traffic, cycles and per-event energy for every shipped checkpoint."""
     from neurocompile.compiler import compile_checkpoint
-    from neurocompile.evaluate import digits_test_samples
+    from neurocompile.evaluate import (digits_test_samples, event_digits_test_samples,
+                                       takes_event_digits)
     from neurocompile.zoo.registry import zoo_path
 
     compiled = compile_checkpoint(str(zoo_path(name)), "loihi2")
-    trace = run_int(compiled.graph, digits_test_samples(4).images, compiled.steps)
+    samples = (event_digits_test_samples(4, compiled.steps) if takes_event_digits(compiled.graph)
+               else digits_test_samples(4))
+    trace = run_int(compiled.graph, samples.images, compiled.steps)
     est = analyse(compiled.graph, trace, load_target("loihi2"), "loihi_full")
     report = est.report({"bundle": name})
     assert report["mapping"]["chips"] == 1 and report["mapping"]["cores"] >= 10
