@@ -182,3 +182,24 @@ def test_verify_without_input_names_the_event_split(bundles, capsys):
     data = _cli_json(capsys, "verify", bundles["ds2ta_events"], "--samples", 2)
     assert data["data"]["source"] == "event-digits-test" and data["samples"] == 2
     assert data["bit_exact"] and data["spike_mismatches"] == 0
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(900)
+def test_verify_takes_an_event_array_and_its_labels(bundles, events, tmp_path, capsys):
+    """The issue's command: ``verify B --input X.npy --labels Y.npy --json`` on (N, T, ...)
+    event streams; accuracies recomputed here from the integer reference and the float model."""
+    x, y = events.test_x[10:13].astype(np.int64), events.test_y[10:13].copy()
+    y[0] = (y[0] + 1) % 10  # one wrong label: an accuracy below 1 that must be measured
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    bundle = bundles["spikformer_events"]
+    data = _cli_json(capsys, "verify", bundle, "--input", tmp_path / "x.npy",
+                     "--labels", tmp_path / "y.npy")
+    graph = read_bundle(bundle).graph
+    reference = run_reference(graph, x, STEPS).predictions()
+    floats = read_bundle(bundle).float_predictions(x)
+    assert data["int_accuracy"] == pytest.approx(np.mean(reference == y))
+    assert data["float_accuracy"] == pytest.approx(np.mean(floats == y))
+    assert data["float_int_prediction_agreement"] == pytest.approx(np.mean(floats == reference))
+    assert data["spike_mismatches"] == 0 and data["bit_exact"] and data["samples"] == 3
