@@ -147,6 +147,7 @@ def test_verify_takes_sequences(conv_net, digits, tmp_path, capsys):
     np.save(tmp_path / "y.npy", digits.test_y[:6])
     np.save(tmp_path / "short.npy", frames[:, :4])
     np.save(tmp_path / "static.npy", digits.test_x[:6])
+    np.save(tmp_path / "graded.npy", frames * 2)  # not spikes: levels above 1
     assert main(["simulate", str(bundle), "--input", str(tmp_path / "x.npy"),
                  "--labels", str(tmp_path / "y.npy"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -154,7 +155,8 @@ def test_verify_takes_sequences(conv_net, digits, tmp_path, capsys):
     assert out["predictions"] == predictions.tolist()
     assert out["accuracy"] == pytest.approx(np.mean(predictions == digits.test_y[:6]))
     for name, message in (("short.npy", "the bundle takes sequences (N, T, 1, 8, 8) with T = 6"),
-                          ("static.npy", "the bundle takes sequences")):
+                          ("static.npy", "the bundle takes sequences"),
+                          ("graded.npy", "inputs must be integer levels 0..1")):
         assert main(["simulate", str(bundle), "--input", str(tmp_path / name)]) == 2
         assert message in capsys.readouterr().err
 
