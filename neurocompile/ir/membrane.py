@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .ops import Op
 from .structure import WindowPool
 
@@ -64,3 +66,8 @@ class PositionSum(Op):
         if len(shape) not in (2, 3):
             raise ValueError(f"PositionSum expects (C, H, W) or tokens (N, C), got {shape}")
         return (shape[0],) if len(shape) == 3 else (shape[1],)
+
+    @staticmethod
+    def positions(input_shape) -> int:
+        """How many positions it adds up: H * W of an image, N of tokens."""
+        return int(np.prod(input_shape[1:] if len(input_shape) == 3 else input_shape[:1]))

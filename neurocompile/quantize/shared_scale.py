@@ -58,8 +58,7 @@ def stream_sources(graph: ir.Graph, name: str) -> list[str]:
 
 def positions(graph: ir.Graph, name: str) -> int:
     """How many positions the ``PositionSum`` ``name`` adds up."""
-    shape = graph.shape(graph[name].inputs[0])
-    return int(np.prod(shape[1:] if len(shape) == 3 else shape[:1]))
+    return ir.PositionSum.positions(graph.shape(graph[name].inputs[0]))
 
 
 def _behind(graph: ir.Graph, source: str) -> list[str]:

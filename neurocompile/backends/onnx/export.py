@@ -154,8 +154,7 @@ def value_bounds(graph: ir.Graph) -> dict[str, int]:
         elif isinstance(op, (ir.SpikeMaxPool, ir.CurrentMaxPool)):  # a max of its input
             bounds[node.name] = ins[0]
         elif isinstance(op, ir.PositionSum):
-            shape = graph.shape(node.inputs[0])
-            bounds[node.name] = ins[0] * int(np.prod(shape[1:] if len(shape) == 3 else shape[:1]))
+            bounds[node.name] = ins[0] * op.positions(graph.shape(node.inputs[0]))
         elif op.spiking:
             bounds[node.name] = 1
         elif isinstance(op, (ir.Add, ir.Tokens, ir.Image, ir.Flatten)):
