@@ -528,16 +528,6 @@ def _check_reachable(b: "_Builder", steps: int) -> None:
                 "dt = 1: pass --dt 1)")
 
 
-def _prune(graph: ir.Graph) -> ir.Graph:
-    live, stack = set(), [graph.output]
-    while stack:
-        name = stack.pop()
-        if name not in live:
-            live.add(name)
-            stack.extend(graph[name].inputs)
-    return graph.rebuild([n for n in graph if n.name in live], graph.output)
-
-
 def _shapes(graph: ir.Graph) -> dict[str, tuple[int, ...]]:
     shapes = {}
     for node in graph.nodes.values():
@@ -684,7 +674,7 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
             shape = b.shape(src)
         out = b.graph.add("readout", ir.Readout(np.eye(shape[0]), np.zeros(shape[0])), [src])
     b.graph.output = out
-    b.graph = _prune(b.graph)  # pools folded into their readers
+    b.graph = b.graph.pruned()  # pools folded into their readers
     _check_reachable(b, int(steps))
     b.graph.meta = {
         "architecture": ARCHITECTURE,

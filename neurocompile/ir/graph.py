@@ -64,6 +64,16 @@ class Graph:
         graph.validate()
         return graph
 
+    def pruned(self) -> "Graph":
+        """The graph without the nodes its output does not read."""
+        live, stack = set(), [self.output]
+        while stack:
+            name = stack.pop()
+            if name not in live:
+                live.add(name)
+                stack.extend(self[name].inputs)
+        return self.rebuild([n for n in self if n.name in live], self.output)
+
     def validate(self) -> None:
         """Check references, arity and shapes (shape rules live on each op)."""
         if self.output not in self.nodes:

@@ -141,17 +141,6 @@ def channel_size(group) -> int:
     return int(np.prod([a.size for a in group]))
 
 
-def _prune(g: ir.Graph, output: str) -> ir.Graph:
-    """Drop nodes the output does not read (e.g. a per-step Linear that became the readout)."""
-    live, stack = set(), [output]
-    while stack:
-        name = stack.pop()
-        if name not in live:
-            live.add(name)
-            stack.extend(g[name].inputs)
-    return g.rebuild([n for n in g if n.name in live], output)
-
-
 def finish(L: Lowering, rec, levels: np.ndarray, scale: float, top: int, out, per_step_outs,
            drive_steps: int | None) -> Traced:
     """The finished graph of a recording (``rec``): ``levels`` are the example's integer input
@@ -200,7 +189,7 @@ def finish(L: Lowering, rec, levels: np.ndarray, scale: float, top: int, out, pe
     images = images.reshape((-1,) + ((time.size,) if temporal else ()) + shape)
     L.g.nodes["input"].op = ir.Input(shape, scale, top, temporal)
     L.g.output = L.g.add("readout", readout, [src])
-    graph = _prune(_input_view(L, natural, form), "readout")
+    graph = _input_view(L, natural, form).pruned()  # e.g. a per-step Linear became the readout
     return Traced(graph, L, steps, batch[0] if batch else None, L.time, images, tensor, out_axes)
 
 
