@@ -350,16 +350,10 @@ class _Builder:
         if weight.ndim != 4:
             self.refuse(name, node, f"weight shape {weight.shape} is not (out, in, kh, kw)")
 
-        def pair(value, field):
-            if isinstance(value, str):
-                return value
-            values = _shape(np.broadcast_to(np.asarray(value), (2,)))
-            if values[0] != values[1]:
-                self.refuse(name, node, f"{field} {values} differs between the axes")
-            return values[0]
-
-        stride, dilation = pair(node.stride, "stride"), pair(node.dilation, "dilation")
-        padding = pair(node.padding, "padding")
+        stride = _square(self, name, node, node.stride, "stride")
+        dilation = _square(self, name, node, node.dilation, "dilation")
+        padding = node.padding if isinstance(node.padding, str) else \
+            _square(self, name, node, node.padding, "padding")
         if dilation != 1:
             self.refuse(name, node, f"dilation {dilation} is not supported (only 1)")
         if padding == "valid":
