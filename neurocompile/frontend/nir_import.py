@@ -189,8 +189,87 @@ def _type_shape(types: dict | None) -> tuple[int, ...] | None:
     return None if value is None else _shape(value)
 
 
-def _order(graph, where: str) -> tuple[list[str], dict[str, list[str]]]:
-    """Topological order of the NIR nodes; a cycle (a recurrent connection) is refused."""
+def _flatten_subgraphs(graph, where: str):
+    """The graph with every nested ``NIRGraph`` node replaced by its nodes (named
+    ``outer.inner``): edges into it go to what its Input feeds, edges out of it leave from what
+    feeds its Output (snnTorch's RLeaky / RSynaptic, written as subgraphs by older exporters)."""
+    nir = _nir()
+    while any(isinstance(n, nir.NIRGraph) for n in graph.nodes.values()):
+        nodes, edges = {}, list(graph.edges)
+        for outer, sub in graph.nodes.items():
+            if not isinstance(sub, nir.NIRGraph):
+                nodes[outer] = sub
+                continue
+            ins = [k for k, n in sub.nodes.items() if isinstance(n, nir.Input)]
+            outs = [k for k, n in sub.nodes.items() if isinstance(n, nir.Output)]
+            if len(ins) != 1 or len(outs) != 1:
+                raise UnsupportedModelError(f"NIR node {outer!r} (NIRGraph): a nested graph "
+                                            "needs exactly one Input and one Output")
+            inner = {k: f"{outer}.{k}" for k in sub.nodes}
+            for k, n in sub.nodes.items():
+                if k not in (ins[0], outs[0]):
+                    if inner[k] in graph.nodes:
+                        raise UnsupportedModelError(f"{where}: flattening {outer!r} would give "
+                                                    f"two nodes named {inner[k]!r}")
+                    nodes[inner[k]] = n
+            entry = [inner[d] for s_, d in sub.edges if s_ == ins[0]]
+            exit_ = [inner[s_] for s_, d in sub.edges if d == outs[0]]
+            body = [(inner[s_], inner[d]) for s_, d in sub.edges
+                    if s_ != ins[0] and d != outs[0]]
+            edges = [e for e in edges if outer not in e] \
+                + [(s_, e) for s_, d in edges if d == outer for e in entry] \
+                + [(x, d) for s_, d in edges if s_ == outer for x in exit_] + body
+        graph = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False,
+                             metadata=getattr(graph, "metadata", {}))
+    return graph
+
+
+def _back_edges(graph, preds: dict[str, list[str]]) -> set[tuple[str, str]]:
+    """The edges that close recurrent connections: in every cycle (strongly connected set of
+    nodes), the edges that leave a neuron for another node of the set. They carry the previous
+    step's spikes (``ir.Delay``), as snnTorch's RLeaky / RSynaptic and Loihi's recurrent
+    synapses do."""
+    succs: dict[str, list[str]] = {n: [] for n in preds}
+    for dst, srcs in preds.items():
+        for src in srcs:
+            succs[src].append(dst)
+    index, low, stack, on_stack, components = {}, {}, [], set(), []
+
+    def connect(v: str):  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in succs[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            components.append(component)
+
+    for v in preds:
+        if v not in index:
+            connect(v)
+    back = set()
+    for component in components:
+        for src in component:
+            if type(graph.nodes[src]).__name__ in _NEURONS:
+                back |= {(src, dst) for dst in succs[src] if dst in component}
+    return back
+
+
+def _order(graph, where: str) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """Topological order of the NIR nodes without the back edges of recurrent connections
+    (``_back_edges``), the forward predecessors, and the neurons each node reads one step late.
+    A cycle without a neuron is refused."""
     preds: dict[str, list[str]] = {name: [] for name in graph.nodes}
     for src, dst in graph.edges:
         for end in (src, dst):
@@ -198,6 +277,9 @@ def _order(graph, where: str) -> tuple[list[str], dict[str, list[str]]]:
                 raise NeurocompileError(f"{where}: an edge names {end!r}, which is not a node")
         if src not in preds[dst]:
             preds[dst].append(src)
+    back = _back_edges(graph, preds)
+    late = {name: [s for s in srcs if (s, name) in back] for name, srcs in preds.items()}
+    preds = {name: [s for s in srcs if (s, name) not in back] for name, srcs in preds.items()}
     order, done, visiting = [], set(), set()
 
     def visit(name: str, path: tuple[str, ...]):
@@ -206,8 +288,9 @@ def _order(graph, where: str) -> tuple[list[str], dict[str, list[str]]]:
         if name in visiting:
             cycle = path[path.index(name):] if name in path[:-1] else path
             raise UnsupportedModelError(f"NIR node {name!r} ({type(graph.nodes[name]).__name__}):"
-                                        " recurrent connection (a cycle through "
-                                        f"{' -> '.join(reversed(cycle))}) is not supported")
+                                        " a cycle without a neuron ("
+                                        f"{' -> '.join(reversed(cycle))}) has no step to wait "
+                                        "for: it is not a recurrent connection")
         visiting.add(name)
         for src in preds[name]:
             visit(src, path + (src,))
@@ -217,7 +300,7 @@ def _order(graph, where: str) -> tuple[list[str], dict[str, list[str]]]:
 
     for name in graph.nodes:
         visit(name, (name,))
-    return order, preds
+    return order, preds, late
 
 
 _NAME = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -238,17 +321,31 @@ class _Builder:
         self.value: dict[str, str] = {}  # NIR node -> IR node holding its value
         self.kinds: dict[str, str] = {}
         self.pending: set[str] = set()  # pools waiting to be folded into the next synapse
+        self.reserved: dict[str, str] = {}  # neurons read one step late -> their IR names
 
     # -- helpers
     def name(self, nir_name: str) -> str:
+        if nir_name in self.reserved:
+            return self.reserved[nir_name]
         base = _NAME.sub("_", str(nir_name)) or "node"
         if base[0].isdigit():
             base = f"n{base}"
         name, i = base, 1
-        while name in self.graph.nodes:
+        while name in self.graph.nodes or name in self.reserved.values():
             i += 1
             name = f"{base}_{i}"
         return name
+
+    def delayed(self, name: str, node, neuron: str) -> str:
+        """An ``ir.Delay`` of NIR neuron ``neuron``'s spikes, read by the synapse ``name``."""
+        if type(node).__name__ not in ("Affine", "Linear"):
+            self.refuse(name, node, f"reads {neuron!r} in a recurrent connection; only an "
+                                    "Affine / Linear can carry a recurrent connection")
+        if neuron not in self.reserved:
+            self.reserved[neuron] = self.name(neuron)
+        width = np.asarray(node.weight).shape[-1]
+        return self.graph.add(self.name(f"{neuron}.previous"),
+                              ir.Delay(self.reserved[neuron], (int(width),)))
 
     def shape(self, ir_name: str) -> tuple[int, ...]:
         return _shapes(self.graph)[ir_name]
@@ -256,17 +353,25 @@ class _Builder:
     def refuse(self, name: str, node, why: str):
         raise UnsupportedModelError(f"NIR node {name!r} ({type(node).__name__}): {why}")
 
-    def source(self, name: str, node, preds: list[str]) -> str:
-        """The IR node holding the (summed) input of NIR node ``name``."""
-        if not preds:
+    def source(self, name: str, node, preds: list[str], late: list[str] = ()) -> str:
+        """The IR node holding the (summed) input of NIR node ``name``; ``late``: neurons it reads
+        one step late (recurrent connections)."""
+        if not preds and not late:
             self.refuse(name, node, "has no input edge")
-        values = [self.value[p] for p in preds]
+        values = [self.value[p] for p in preds] + [self.delayed(name, node, n) for n in late]
         if len(values) == 1:
             return values[0]
         if type(node).__name__ in _NEURONS:
-            self.refuse(name, node, "a neuron fed by several nodes (a sum of currents) is not "
-                                    "supported; feed it from one synapse")
+            if not all(isinstance(self.graph[v].op, (ir.Linear, ir.Conv2d)) for v in values):
+                self.refuse(name, node, "a neuron fed by several nodes must read synapses only "
+                                        "(Affine / Linear / Conv2d): their currents add up")
+            return self.graph.add(self.name(f"{name}.current"), ir.CurrentSum(), values)
         return self.graph.add(self.name(f"{name}_sum"), ir.Add(), values)
+
+    def synapses(self, src: str) -> list[str]:
+        """The synapses whose currents the neuron input ``src`` sums."""
+        op = self.graph[src].op
+        return list(self.graph[src].inputs) if isinstance(op, ir.CurrentSum) else [src]
 
     # -- nodes
     def input(self, name: str, node):
@@ -439,20 +544,24 @@ class _Builder:
         theta = p["v_threshold"]
         if np.any(gain <= 0) or np.any(theta <= 0):
             self.refuse(name, node, "the input gain and v_threshold must be positive")
-        syn = self.graph[src]
         if np.all(gain == gain[0]) and np.all(theta == theta[0]) and not np.any(drive):
             op = ir.LeakyNeuron(leak=leak, gain=float(gain[0]), threshold=float(theta[0]),
                                 strict=True, current_leak=current_leak,
                                 reset_subtract=self.soft_reset(name, node, float(theta[0]), leak))
         else:  # fold per-neuron gain / threshold and v_leak into the synapse rows
-            if not isinstance(syn.op, (ir.Linear, ir.Conv2d)) or self.graph.users(src):
-                self.refuse(name, node, "per-neuron gains / thresholds or v_leak != 0 need a "
-                                        "synapse (Affine / Conv2d) that feeds only this node")
-            channels = syn.op.weight.shape[0]
+            synapses = [self.graph[s] for s in self.synapses(src)]
+            if self.graph.users(src) or any(
+                    not isinstance(syn.op, (ir.Linear, ir.Conv2d))
+                    or {u.name for u in self.graph.users(syn.name)} - {src} for syn in synapses):
+                self.refuse(name, node, "per-neuron gains / thresholds or v_leak != 0 need "
+                                        "synapses (Affine / Conv2d) that feed only this node")
+            channels = synapses[0].op.weight.shape[0]
             scale = _per_channel(gain / theta, channels, name, node, self)
             extra = _per_channel(drive / theta, channels, name, node, self)
-            weight = syn.op.weight * scale.reshape((-1,) + (1,) * (syn.op.weight.ndim - 1))
-            syn.op = dataclasses.replace(syn.op, weight=weight, bias=syn.op.bias * scale + extra)
+            for i, syn in enumerate(synapses):  # v_leak's drive joins the first synapse's bias
+                weight = syn.op.weight * scale.reshape((-1,) + (1,) * (syn.op.weight.ndim - 1))
+                syn.op = dataclasses.replace(syn.op, weight=weight,
+                                             bias=syn.op.bias * scale + (extra if i == 0 else 0))
             op = ir.LeakyNeuron(leak=leak, gain=1.0, threshold=1.0, strict=True,
                                 current_leak=current_leak,
                                 reset_subtract=self.soft_reset(name, node, 1.0, leak))
@@ -503,13 +612,14 @@ def _check_reachable(b: "_Builder", steps: int) -> None:
     for node in b.graph:
         if not isinstance(node.op, ir.LeakyNeuron):
             continue
-        syn = b.graph[node.inputs[0]]
-        peak = _peak(b.graph, syn.inputs[0]) if isinstance(syn.op, (ir.Linear, ir.Conv2d)) \
-            else None
-        if peak is None:
+        synapses = [b.graph[s] for s in b.synapses(node.inputs[0])]
+        peaks = [_peak(b.graph, syn.inputs[0]) if isinstance(syn.op, (ir.Linear, ir.Conv2d))
+                 else None for syn in synapses]
+        if None in peaks:
             continue
-        rows = np.abs(syn.op.weight).reshape(syn.op.weight.shape[0], -1).sum(axis=1)
-        current = float((rows * peak + np.abs(syn.op.bias)).max())
+        current = float(sum(
+            np.abs(syn.op.weight).reshape(syn.op.weight.shape[0], -1).sum(axis=1) * peak
+            + np.abs(syn.op.bias) for syn, peak in zip(synapses, peaks)).max())
         op = node.op
         held = 1.0 if op.current_leak == 0 else min(steps, 1 / (1 - op.current_leak))
         summed = steps if op.leak == 1 else min(steps, 1 / (1 - op.leak))
@@ -593,7 +703,8 @@ def import_nir(source, example_input=None, dt: float = DEFAULT_DT, *, steps: int
 def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
              spike_input=False, reset="zero") -> ir.Graph:
     nir = _nir()
-    order, preds = _order(nir_graph, where)
+    nir_graph = _flatten_subgraphs(nir_graph, where)
+    order, preds, late = _order(nir_graph, where)
     inputs = [n for n in order if isinstance(nir_graph.nodes[n], nir.Input)]
     outputs = [n for n in order if isinstance(nir_graph.nodes[n], nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -625,11 +736,8 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
             continue
         if name == head and readout_layer:
             continue  # becomes the Readout below
-        src = b.source(name, node, preds[name])
-        if isinstance(node, nir.NIRGraph):
-            b.refuse(name, node, "nested NIR graphs (e.g. snnTorch's RLeaky / RSynaptic "
-                                 "recurrent subgraphs) are not supported")
-        elif kind == "Flatten":
+        src = b.source(name, node, preds[name], late[name])
+        if kind == "Flatten":
             b.value[name] = b.flatten(name, node, src)
         elif kind in ("Affine", "Linear"):
             b.value[name] = b.affine(name, node, src)

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from ..errors import GraphError
 from .ops import Op
+from .structure import Delay
 
 
 @dataclass
@@ -48,7 +49,13 @@ class Graph:
         return len(self.nodes)
 
     def users(self, name: str) -> list[Node]:
-        return [n for n in self.nodes.values() if name in n.inputs]
+        """The nodes that read ``name``: through their inputs, or one step later (a Delay)."""
+        return [n for n in self.nodes.values()
+                if name in n.inputs or getattr(n.op, "source", None) == name]
+
+    def reads(self, node: Node) -> list[str]:
+        """What ``node`` reads: its inputs, or a Delay's (later) source."""
+        return [node.op.source] if isinstance(node.op, Delay) else node.inputs
 
     def copy(self) -> "Graph":
         return copy.deepcopy(self)
@@ -71,7 +78,7 @@ class Graph:
             name = stack.pop()
             if name not in live:
                 live.add(name)
-                stack.extend(self[name].inputs)
+                stack.extend(self.reads(self[name]))
         return self.rebuild([n for n in self if n.name in live], self.output)
 
     def validate(self) -> None:
@@ -88,6 +95,15 @@ class Graph:
                 shapes[node.name] = node.op.output_shape([shapes[i] for i in node.inputs])
             except ValueError as exc:
                 raise GraphError(f"{node.name}: {exc}") from exc
+        for node in self.nodes.values():
+            if isinstance(node.op, Delay):
+                source = self.nodes.get(node.op.source)
+                if source is None or not source.op.spiking:
+                    raise GraphError(f"{node.name}: delays {node.op.source!r}, which is not a "
+                                     "spiking node (recurrent connections carry spikes)")
+                if shapes[source.name] != node.op.shape:
+                    raise GraphError(f"{node.name}: delays {source.name} of shape "
+                                     f"{shapes[source.name]} as {node.op.shape}")
         for name, shape in shapes.items():
             self.nodes[name].meta["shape"] = shape
 
@@ -100,6 +116,8 @@ class Graph:
         lines = []
         for node in self.nodes.values():
             shape = node.meta.get("shape", "?")
+            reads = ", ".join(node.inputs) if node.inputs or not isinstance(node.op, Delay) \
+                else f"{node.op.source} (previous step)"
             lines.append(f"{node.name:<28} {type(node.op).__name__:<14} {str(shape):<16} "
-                         f"<- {', '.join(node.inputs)}")
+                         f"<- {reads}")
         return "\n".join(lines)

@@ -22,6 +22,8 @@ Mapping (NIR time constants with dt = 1, forward Euler ``v += (v_leak - v + r*I)
 
 =============== ================================================================================
 Input           ``Input(shape)``
+Delay           ``Delay(ones)``: one step at dt = 1, its source's edge into it closes a cycle
+AlwaysOn        graph ``Input -> Output``: a placeholder (always 1); the exact op is in metadata
 Add             ``Scale(ones)``: NIR sums the edges into a node (an input listed twice: one edge)
 Tokens          ``Flatten(start_dim=1)``: (C, H, W) -> (C, H*W)
 Image           graph ``Input`` (C, H*W), ``Output`` (C, H, W), not joined: a placeholder (NIR
@@ -113,6 +115,15 @@ def _io(nodes: dict, in_shape: Shape, out_shape: Shape) -> dict:
 
 def _input(op: structure.Input, shape_in, shape_out):
     return nir.Input(np.array(_nir_shape(op.shape)))
+
+
+def _delay(op: structure.Delay, shape_in, shape_out):
+    return nir.Delay(np.ones(_nir_shape(op.shape)))
+
+
+def _always_on(op: structure.AlwaysOn, shape_in, shape_out):
+    shape = _nir_shape(op.shape)
+    return _subgraph(_io({}, shape, shape), ["input", "output"])
 
 
 def _add(op, shape_in, shape_out):
@@ -309,6 +320,12 @@ CODECS: dict[type, Codec] = {
     structure.Input: Codec(_input, "integer image x, real value scale * x: float graphs "
                            "read scale * x, integer graphs read x; the same x at every step, or "
                            "one frame per step when temporal"),
+    structure.Delay: Codec(_delay, "the source's spikes one step late (a delay of 1 at dt = 1; "
+                           "0 at a sample's first step): the back edge of a recurrent "
+                           "connection, the edge source -> this node closes the cycle"),
+    structure.AlwaysOn: Codec(_always_on, "neurocompile extension: spikes (1) at every step, no "
+                              "input; the axon that carries a CUBA neuron's synapse bias as a "
+                              "weight; the subgraph body is a placeholder"),
     structure.Add: Codec(_add, "sum of the inputs (NIR sums edges into a node)"),
     structure.Tokens: Codec(_tokens, "tokens n = h * W + w; " + _TOKENS_NOTE),
     structure.Image: Codec(_image, "tokens (C, H*W) read as an image (C, H, W), "
@@ -506,7 +523,7 @@ def to_nir(graph: Graph) -> nir.NIRGraph:
         _check_name(node.name)
         nodes[node.name] = _stock_node(graph, node)
         nodes[node.name].metadata = {KEY: _payload(node, node.op)}
-        edges += [(src, node.name) for src in dict.fromkeys(node.inputs)]
+        edges += [(src, node.name) for src in dict.fromkeys(graph.reads(node))]
     output = next(n for n in ("output", *(f"output_{i}" for i in range(len(nodes) + 1)))
                   if n not in nodes)
     nodes[output] = nir.Output(np.array(_nir_shape(graph.shape(graph.output))))

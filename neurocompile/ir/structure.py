@@ -1,4 +1,5 @@
-"""Structural primitives: the input, residual sums, tokenisation, spike max-pooling, readout."""
+"""Structural primitives: the input, recurrent delays, always-on axons, residual sums,
+tokenisation, spike max-pooling, readout."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,6 +40,53 @@ class Input(Op):
         """What the input presents at step t of a batch ``data``: (B, *shape), or (B, T, *shape)
         when temporal."""
         return data[:, t] if self.temporal else data
+
+    def output_shape(self, input_shapes):
+        return self.shape
+
+
+@dataclass(eq=False)
+class Delay(Op):
+    """The spikes node ``source`` emitted one step earlier: ``y[t] = source[t - 1]``, and
+    ``y[0] = 0`` at every sample's first step. The back edge of a recurrent connection
+    (``lif -> Delay -> Linear -> lif``: snnTorch's RLeaky, NIR cycles), made explicit.
+
+    The only op that reads a node defined after it: it names ``source`` instead of taking an
+    input, so the node list stays in topological order and every pass that walks inputs sees an
+    acyclic graph. ``source`` must be spiking (recurrent synapses carry spikes) and have
+    ``shape`` (``Graph.validate`` checks both).
+    """
+
+    source: str
+    shape: tuple[int, ...]
+    arity = 0
+    spiking = True
+
+    def __post_init__(self):
+        if not isinstance(self.source, str) or not self.source:
+            raise ValueError(f"Delay: source must be a node name, got {self.source!r}")
+        self.shape = tuple(int(s) for s in self.shape)
+        if not self.shape or min(self.shape) < 1:
+            raise ValueError(f"Delay: shape {self.shape} must be non-empty and positive")
+
+    def output_shape(self, input_shapes):
+        return self.shape
+
+
+@dataclass(eq=False)
+class AlwaysOn(Op):
+    """A population that spikes at every step: ``y[t] = 1`` everywhere. The input axon that
+    carries a synapse bias as a weight into neurons with a current decay (Loihi adds a neuron's
+    own bias to v, while a CUBA neuron's synapse bias accumulates in its current)."""
+
+    shape: tuple[int, ...]
+    arity = 0
+    spiking = True
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in self.shape)
+        if not self.shape or min(self.shape) < 1:
+            raise ValueError(f"AlwaysOn: shape {self.shape} must be non-empty and positive")
 
     def output_shape(self, input_shapes):
         return self.shape

@@ -9,13 +9,14 @@ from typing import Callable, Sequence
 
 from .. import ir
 from ..errors import GraphError
+from .bias_axons import bias_axons
 from .canonicalize_lif import canonicalize_lif
 from .fold_batchnorm import fold_batchnorm
 from .infer_shapes import infer_shapes
 
 Pass = Callable[[ir.Graph], ir.Graph]
 
-FLOAT_PIPELINE: tuple[Pass, ...] = (fold_batchnorm, canonicalize_lif, infer_shapes)
+FLOAT_PIPELINE: tuple[Pass, ...] = (fold_batchnorm, canonicalize_lif, bias_axons, infer_shapes)
 
 
 def run_pipeline(graph: ir.Graph, passes: Sequence[Pass] = FLOAT_PIPELINE,

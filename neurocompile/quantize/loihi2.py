@@ -286,7 +286,8 @@ def _attention(graph, syn_node, neuron_node, ranges, target):
 
 
 #: Ops that are already exact integer operations and pass through unchanged.
-EXACT_OPS = (ir.Input, ir.Add, ir.Tokens, ir.Image, ir.Flatten, ir.SpikeMaxPool, ir.Readout)
+EXACT_OPS = (ir.Input, ir.Delay, ir.AlwaysOn, ir.Add, ir.Tokens, ir.Image, ir.Flatten,
+             ir.SpikeMaxPool, ir.Readout)
 
 #: How each kind of neuron input is quantized together with its neuron:
 #: ``rule(graph, synapse_node, neuron_node, ranges, target) -> (int_synapse, LoihiLIF, info)``.

@@ -11,8 +11,9 @@ several users.
 alpha is chosen as for a single synapse (``loihi2.shared_scale``), over the whole group: the largest
 weight of any of its synapses fills its mantissa, ``vth = alpha * theta / 64`` is an integer, and
 for EVERY neuron the sum over its synapses of each synapse's worst-case current fits the
-activation bits. That sum is the bound the overflow analysis computes for the neuron, so the
-analysis proves the group safe. The neurons of a group must share gain (their synapses' weights
+activation bits, and the voltage that sums those currents over the steps of a sample fits the
+state bits (``loihi2.state_factor``: leaky and recurrent neurons integrate many steps). That sum is
+the bound the overflow analysis computes for the neuron, so the analysis proves the group safe. The neurons of a group must share gain (their synapses' weights
 are ``alpha * gain * s_x * W``) and have thresholds k * theta (k integer; theta the smallest: their
 ``vth`` is k times theta's, exact); each neuron's bias is the sum of its synapses' biases,
 ``round(alpha * gain * sum_i b_i) + 1``.
@@ -34,7 +35,7 @@ import numpy as np
 from .. import ir
 from ..errors import QuantizationError
 from ..target import Target
-from .loihi2 import LayerQuantization, biased_lif, int_synapse, shared_scale
+from .loihi2 import LayerQuantization, biased_lif, int_synapse, shared_scale, state_factor
 
 STREAM_OPS = (ir.CurrentSum, ir.Tokens)
 
@@ -149,9 +150,12 @@ def _quantize_group(graph: ir.Graph, neurons: list[str], ranges,
     inputs = [ranges[graph[s].inputs[0]] for s in synapses]
     reals = [neuron.gain * rng.scale * graph[s].op.weight for s, rng in zip(synapses, inputs)]
     readers = [[synapses.index(s) for s in sources[n]] for n in neurons]
+    state = max(state_factor(graph[n].op, graph.meta.get("steps"), target) for n in neurons)
+    bias_real = max(float(np.abs(sum(graph[s].op.bias for s in sources[n])).max(initial=0.0))
+                    * graph[n].op.gain for n in neurons)
     alpha, vth, weights, bounds = shared_scale(neurons[0], reals, [r.max_value for r in inputs],
-                                               readers, neuron.threshold, target,
-                                               max_factor=max(factors.values()))
+                                               readers, neuron.threshold, target, state,
+                                               bias_real, max_factor=max(factors.values()))
     ops = {s: int_synapse(graph[s].op, w) for s, w in zip(synapses, weights)}
     ops.update({k: graph[k].op for n in neurons for s in streams[n] for k in _between(graph, s)})
     layers = {}

@@ -1,7 +1,8 @@
 """Vectorised interpreters over (batch x time).
 
 The graph is evaluated one time step at a time, every node on the whole batch; stateful ops keep
-their state in a per-node dict. The float interpreter runs the float graph (SpikingJelly LIF in
+their state in a per-node dict. A ``Delay`` reads its source's value of the step before (zeros
+at step 0), an ``AlwaysOn`` is ones. The float interpreter runs the float graph (SpikingJelly LIF in
 float64) and exists to check the passes; the integer interpreter runs the quantized graph with
 ``neurocompile.fixedpoint`` and is the golden model every backend must match spike for spike.
 """
@@ -13,7 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ...errors import GraphError
-from ...ir import Graph, Input, Readout
+from ...ir import AlwaysOn, Delay, Graph, Input, Readout
 from . import float_kernels, int_kernels
 
 Kernel = Callable[..., np.ndarray]
@@ -49,21 +50,29 @@ def _run(graph: Graph, images: np.ndarray, steps: int, kernels: dict[type, Kerne
     states: dict[str, dict] = {name: {} for name in graph.nodes}
     recorded: dict[str, list[np.ndarray]] = {name: [] for name in record}
     logits = None
+    delays = [node for node in graph if isinstance(node.op, Delay)]
+    previous = {node.name: np.zeros((batch,) + node.op.shape, images.dtype) for node in delays}
     for t in range(steps):
         values: dict[str, np.ndarray] = {}
         for node in graph:
-            kernel = kernels.get(type(node.op))
-            if kernel is None:
-                raise GraphError(f"{node.name}: the {'float' if dtype is float else 'integer'} "
-                                 f"interpreter has no kernel for {type(node.op).__name__}")
-            inputs = [values[i] for i in node.inputs] if node.inputs else [images]
-            values[node.name] = kernel(node.op, inputs, states[node.name], t)
+            if isinstance(node.op, (Delay, AlwaysOn)):
+                values[node.name] = previous[node.name] if isinstance(node.op, Delay) \
+                    else np.ones((batch,) + node.op.shape, images.dtype)
+            else:
+                kernel = kernels.get(type(node.op))
+                if kernel is None:
+                    raise GraphError(f"{node.name}: the "
+                                     f"{'float' if dtype is float else 'integer'} interpreter "
+                                     f"has no kernel for {type(node.op).__name__}")
+                inputs = [values[i] for i in node.inputs] if node.inputs else [images]
+                values[node.name] = kernel(node.op, inputs, states[node.name], t)
             if node.name in recorded:
                 value = values[node.name]
                 if spike_dtype is not None and node.op.spiking:
                     value = value.astype(spike_dtype)  # 0/1: a byte each, not eight
                 recorded[node.name].append(value)
         logits = values[graph.output]
+        previous = {node.name: values[node.op.source].astype(images.dtype) for node in delays}
         del values
     if not isinstance(graph[graph.output].op, Readout):
         raise GraphError("the graph output must be a Readout")
