@@ -269,7 +269,10 @@ def run_reference(graph: ir.Graph, images: np.ndarray, steps: int, progress=None
 
 
 def spiking_nodes(graph: ir.Graph) -> list[str]:
-    return [node.name for node in graph if node.op.spiking]
+    """The spiking populations a run is compared on: not a ``Delay`` (its source one step late)
+    nor an ``AlwaysOn`` (ones)."""
+    return [node.name for node in graph
+            if node.op.spiking and not isinstance(node.op, (ir.Delay, ir.AlwaysOn))]
 
 
 def spike_mismatches(graph: ir.Graph, a: Trace, b: Trace) -> dict[str, int]:

@@ -52,7 +52,9 @@ def assert_lava_bit_exact(graph, images, steps, active: str | None = None):
 
     reference = run_int(graph, images, steps)
     lava = run_lava(graph, images, steps, timeout_s=300)
-    spiking = [n.name for n in graph if n.op.spiking]
+    from neurocompile.evaluate import spiking_nodes
+
+    spiking = spiking_nodes(graph)
     assert set(lava.outputs) == set(spiking)
     for name in spiking:
         assert np.array_equal(lava.outputs[name], reference.outputs[name]), name
