@@ -19,12 +19,22 @@ Flatten        ``ir.Flatten`` when it flattens the whole sample (start_dim 0 or 
 SumPool2d,     folded into the synapse that reads it (a Conv2d, or an Affine / Linear through a
 AvgPool2d      Flatten): a pool is a depthwise convolution of ones (or 1/k^2) with no neuron
                after it, and two convolutions compose exactly (``frontend.compose``)
-LIF, CubaLIF,  ``ir.LeakyNeuron`` (below)
-IF
+LIF, CubaLIF,  ``ir.LeakyNeuron`` (below); several synapses into one neuron add their currents
+IF             (``ir.CurrentSum``); a CubaLIF's synapse biases ride an always-on axon
+               (``passes.bias_axons``: Loihi adds a neuron's own bias to v, not to its current)
 Output         the graph output: after a neuron, ``Readout(identity, 0)`` (argmax of spike counts);
                after an Affine / Linear reading spikes, that layer becomes ``Readout(W, b)``
-               (the mean over time of ``W s_t + b`` is ``W mean(s) + b``)
+               (the mean over time of ``W s_t + b`` is ``W mean(s) + b``); through an ``LI``, the
+               LI's membrane at the last step (``Readout(leak=1 - dt/tau)``, below)
+NIRGraph       a nested graph is flattened into its nodes (``outer.inner``)
 ============== =====================================================================================
+
+**Recurrent connections (cycles).** In every cycle, the edges that leave a neuron for another
+node of the cycle carry the neuron's spikes of the previous step (an ``ir.Delay``; zero at a
+sample's first step), as snnTorch's RLeaky / RSynaptic compute ``recurrent(spk)`` and as Loihi's
+recurrent synapses deliver: the NIR paper's Braille network (``lif -> w_rec -> lif``) is a CubaLIF
+whose input current is ``fc1(x_t) + w_rec(s_{t-1})`` (plus both biases from step 0). Such an edge
+must enter an Affine / Linear; a cycle without a neuron has no step to wait for and is refused.
 
 **Discretisation (the dt convention).** NIR stores continuous-time ODEs; a producing tool
 simulates them in discrete time with its own step dt and writes its parameters for that dt.
@@ -70,8 +80,12 @@ A neuron that no input can bring to its threshold within the T steps is refused,
 likely cause: time constants written for another dt (sinabs and spyx write IF neurons for
 dt = 1).
 
+A leaky-integrator readout (``Affine -> LI -> Output``) is ``tau dv/dt = (v_leak - v) + r I``:
+``v = (1 - dt/tau) v + (r dt/tau) I + (dt/tau) v_leak`` on the host from the exact spikes; its
+output is v after the last step.
+
 Refused with one line naming the node and its type: a pool read by a neuron, ``v_reset != 0``,
-recurrent edges and nested subgraphs (RLeaky / RSynaptic), anything else. A
+a cycle without a neuron, per-neuron time constants (one decay per population), anything else. A
 ``.nir`` file written by neurocompile itself (a bundle's ``model.nir`` / ``source.nir``) is read
 exactly by ``neurocompile.read_bundle`` / ``neurocompile.ir.nir_io.read_nir`` instead.
 """
@@ -491,7 +505,7 @@ class _Builder:
                 self.refuse(name, node, f"{field} is not finite")
             flat = value.reshape(-1) if value.size > 1 else value.reshape(())
             params[field] = np.broadcast_to(flat, (size,)).astype(np.float64)
-        if np.any(params["v_reset"] != 0):
+        if np.any(params.get("v_reset", 0) != 0):
             self.refuse(name, node, "v_reset != 0 is not supported (neurons reset to 0)")
         for field in fields:
             if field.startswith("tau") and np.any(params[field] <= 0):
@@ -566,6 +580,20 @@ class _Builder:
                                 current_leak=current_leak,
                                 reset_subtract=self.soft_reset(name, node, 1.0, leak))
         return self.graph.add(self.name(name), op, [src])
+
+    def readout(self, weight: np.ndarray, bias: np.ndarray, leaky) -> ir.Readout:
+        """``Readout(W, b)``, or with an LI node ``leaky = (name, node)`` after it the LI's
+        membrane: ``v = (1 - dt/tau) v + (r dt/tau) (W s + b) + (dt/tau) v_leak``."""
+        if leaky is None:
+            return ir.Readout(weight, bias)
+        name, node = leaky
+        p = self._params(name, node, ("tau", "r", "v_leak"), weight.shape[0])
+        leak = _uniform(name, "LI", "leak 1 - dt/tau", 1.0 - self.dt / p["tau"])
+        if not 0.0 <= leak <= 1.0:
+            self.refuse(name, node, f"leak 1 - dt/tau = {leak} must be in [0, 1]")
+        gain = p["r"] * self.dt / p["tau"]
+        return ir.Readout(weight * gain[:, None], bias * gain + self.dt / p["tau"] * p["v_leak"],
+                          leak=leak)
 
     def soft_reset(self, name, node, threshold: float, leak: float) -> float:
         """What a spike subtracts from v (0: NIR's reset to v_reset = 0), by ``reset``."""
@@ -724,6 +752,14 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
                                     f"node, reads {len(out_pred)}")
     head = out_pred[0]
     head_node = nir_graph.nodes[head]
+    leaky = None  # a leaky-integrator readout (LI): its membrane is the output
+    if type(head_node).__name__ == "LI":
+        if len(preds[head]) != 1 or late[head]:
+            b.refuse(head, head_node, "a readout must read exactly one node")
+        leaky = (head, head_node)
+        b.kinds[head] = "LI"
+        head = preds[head][0]
+        head_node = nir_graph.nodes[head]
     readout_layer = type(head_node).__name__ in ("Affine", "Linear")
     for name in order:
         node = nir_graph.nodes[name]
@@ -732,7 +768,7 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
         if isinstance(node, nir.Input):
             b.value[name] = b.input(name, node)
             continue
-        if isinstance(node, nir.Output):
+        if isinstance(node, nir.Output) or (leaky and name == leaky[0]):
             continue
         if name == head and readout_layer:
             continue  # becomes the Readout below
@@ -749,7 +785,8 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
             b.value[name] = b.pool(name, node, src)
         else:
             b.refuse(name, node, "not supported (supported: Input, Affine, Linear, Conv2d, "
-                                 "Flatten, LIF, CubaLIF, IF, Output)")
+                                 "Flatten, SumPool2d, AvgPool2d, LIF, CubaLIF, IF, an LI "
+                                 "readout, nested graphs, Output)")
     # the head: a Readout over the spikes of the last spiking node
     if readout_layer:
         src = b.source(head, head_node, preds[head])
@@ -763,18 +800,18 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
         in_shape = b.shape(src)
         if len(in_shape) != 1:
             b.refuse(head, head_node, f"reads a {in_shape} tensor; add a Flatten")
-        readout = ir.Readout(weight, bias)
-        out = b.graph.add(b.name(head), readout, [src])
+        out = b.graph.add(b.name(head), b.readout(weight, bias, leaky), [src])
     else:
         src = b.value[head]
         if not b.graph[src].op.spiking:
             b.refuse(head, head_node, "the graph must end in a LIF (spike counts) or an "
-                                      "Affine / Linear reading spikes")
+                                      "Affine / Linear reading spikes (optionally into an LI)")
         shape = b.shape(src)
         if len(shape) != 1:
             src = b.graph.add(b.name(f"{head}_flat"), ir.Flatten(), [src])
             shape = b.shape(src)
-        out = b.graph.add("readout", ir.Readout(np.eye(shape[0]), np.zeros(shape[0])), [src])
+        out = b.graph.add("readout", b.readout(np.eye(shape[0]), np.zeros(shape[0]), leaky),
+                          [src])
     b.graph.output = out
     b.graph = b.graph.pruned()  # pools folded into their readers
     _check_reachable(b, int(steps))

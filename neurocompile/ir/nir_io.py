@@ -31,7 +31,8 @@ Image           graph ``Input`` (C, H*W), ``Output`` (C, H, W), not joined: a pl
 Flatten         ``Flatten(start_dim=0)``: (C, H, W) -> (C*H*W,) row-major (vectors unchanged);
                 token tensors have no row-major NIR flatten (they are channel-major there)
 SpikeMaxPool    graph ``SumPool2d -> Threshold(0)``: OR of binary spikes
-Readout         graph ``Flatten -> Affine``: W @ (token mean) + b per step (mean over time too)
+Readout         graph ``Flatten -> Affine``: W @ (token mean) + b per step (mean over time too);
+                ``-> LI`` with a leak (the membrane at the last step)
 Conv2d          ``Conv2d``
 Linear          ``Conv1d`` with kernel 1 over the (C, N) tokens; ``Affine`` on vectors (C,)
 IntConv2d,      as Conv2d / Linear with weight ``W_q * 2**weight_exp`` (float) and zero bias
@@ -182,9 +183,14 @@ def _readout(op: structure.Readout, shape_in, shape_out):
     tokens = int(np.prod(shape_in[:-1]))
     weight = op.weight[:, channel] / tokens  # W @ mean over tokens, on the flat NIR tensor
     flat = nir.Flatten(np.array(_nir_shape(shape_in)), start_dim=0, end_dim=-1)
-    return _subgraph(_io({"flatten": flat, "affine": nir.Affine(weight, op.bias.copy())},
-                         _nir_shape(shape_in), shape_out),
-                     ["input", "flatten", "affine", "output"])
+    nodes = {"flatten": flat, "affine": nir.Affine(weight, op.bias.copy())}
+    if op.leak == 1:  # a leaky readout without leak: dt = 1, v += r I
+        nodes["li"] = nir.I(r=np.ones(shape_out))
+    elif op.leak is not None:  # dt = 1: v += (r I - v) / tau, tau = 1 / (1 - leak), r = tau
+        tau = np.full(shape_out, 1.0 / (1.0 - op.leak))
+        nodes["li"] = nir.LI(tau=tau, r=tau.copy(), v_leak=np.zeros(shape_out))
+    return _subgraph(_io(nodes, _nir_shape(shape_in), shape_out),
+                     ["input", *nodes, "output"])
 
 
 def _conv(weight, bias, op, shape_in):

@@ -195,16 +195,22 @@ class SpikeMaxPool(WindowPool, Op):
 class Readout(Op):
     """Classifier on the host: ``logits = W @ mean_{t,n} x[t, n, :] + b`` over tokens and time.
 
-    Computed in float64 from the exact integer spike counts, so every backend that produces the
-    same spikes produces the same logits.
+    With ``leak`` (a leaky-integrator readout, NIR's ``LI``) the logits are the membrane at the
+    last step instead: ``v[t] = leak * v[t-1] + W @ mean_n x[t, n, :] + b``, v[-1] = 0.
+    Computed in float64 from the exact integer spikes, so every backend that produces the same
+    spikes produces the same logits.
     """
 
     weight: np.ndarray
     bias: np.ndarray
+    leak: float | None = None
 
     def __post_init__(self):
         self.weight = as_float_array("weight", self.weight, "Readout")
         self.bias = as_float_array("bias", self.bias, "Readout")
+        if self.leak is not None and not (type(self.leak) in (int, float)
+                                          and 0.0 <= self.leak <= 1.0):
+            raise ValueError(f"Readout: leak must be None or in [0, 1], got {self.leak!r}")
         if self.weight.ndim != 2 or self.bias.shape != (self.weight.shape[0],):
             raise ValueError(f"Readout: weight {self.weight.shape} / bias {self.bias.shape} "
                              "must be (classes, C) / (classes,)")

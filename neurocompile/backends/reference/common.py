@@ -36,9 +36,13 @@ def spike_max_pool(op, xs, state, t):
 
 
 def readout(op, xs, state, t):
-    """Running mean over tokens and time; after the last step it is the model's logits."""
+    """Running mean over tokens and time (or a leaky integrator's membrane); after the last step
+    it is the model's logits."""
     x = xs[0]
     counts = x.reshape(x.shape[0], -1, x.shape[-1]).astype(np.float64).mean(axis=1)
+    if op.leak is not None:
+        state["v"] = op.leak * state.get("v", 0.0) + counts @ op.weight.T + op.bias
+        return state["v"]
     state["sum"] = state.get("sum", 0.0) + counts
     return (state["sum"] / (t + 1)) @ op.weight.T + op.bias
 

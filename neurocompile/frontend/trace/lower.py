@@ -267,13 +267,19 @@ class Lowering:
                 if step == 0 and not (value.kind == CONST and not value.const.any()):
                     raise Refusal("its state at the first step must be the neuron's initial "
                                   "(zero) state")
-                if step > 0 and (value.kind != STATE or value.pending != (id(module), step - 1)):
+                own_spikes = spec.recurrent is not None and value.kind == SPIKES and \
+                    value.node == self.cache.get(("neuron", id(module))) and value.step == step - 1
+                if step > 0 and not own_spikes and (
+                        value.kind != STATE or value.pending != (id(module), step - 1)):
                     raise Refusal(f"step {step} must pass the state this neuron returned at "
                                   f"step {step - 1}")
         key = ("neuron", id(module))
         if key in self.cache:
             node = self.cache[key]
-            if self.g[node].inputs != [x.node] or self.atoms.axes(x.axes) != self.atoms.axes(
+            inputs = self.g[node].inputs  # a recurrent neuron's: [x + its recurrent synapse]
+            if spec.recurrent is not None:
+                inputs = self.g[inputs[0]].inputs[:1]
+            if inputs != [x.node] or self.atoms.axes(x.axes) != self.atoms.axes(
                     self.recorded[node][0][1]):
                 if step is None:
                     raise Refusal("called again on another input; one neuron module is one "
@@ -281,18 +287,31 @@ class Lowering:
                 raise Refusal(f"its input at step {step} is not its input at step 0 (recurrent "
                               "connections are not supported yet)")
         else:
-            if getattr(spec.op, "current_leak", 0.0):
-                syn = self.g[x.node].op
-                if not isinstance(syn, (ir.Linear, ir.Conv2d)) or np.any(syn.bias != 0):
-                    raise Refusal(f"a current decay after {x.node}, which has a bias or a "
-                                  "BatchNorm: Loihi adds biases to the voltage, not the current; "
-                                  "use bias=False and no BatchNorm before it")
-            node = self.add_node(key, path, _reading(spec.op, x.scale), [x.node],
+            inputs = [x.node] if spec.recurrent is None else [self._recurrent(path, spec, x)]
+            node = self.add_node(key, path, _reading(spec.op, x.scale), inputs,
                                  self.info[x.node].form, SPIKES)
             self.neuron_paths[node] = path
             self.recorded[node] = []
         self.recorded[node].append((spikes.detach().clone(), x.axes, step, spec.graded))
         return Value(SPIKES, node, x.axes, spec.graded, step=step)
+
+    def _recurrent(self, path: str, spec, x: Value) -> str:
+        """The input current of a recurrent neuron (snnTorch's RLeaky): ``x`` plus its recurrent
+        synapse reading the neuron's own spikes one step late (an ``ir.Delay`` of the node about to
+        be added under ``path``)."""
+        shape = sizes(self.form(x.node))
+        if len(shape) != 1 or x.scale != 1:
+            raise Refusal(f"a recurrent neuron needs a vector input; {x.node} is {shape}")
+        recurrent = spec.recurrent(shape[0])
+        if recurrent.weight.shape != (shape[0], shape[0]):
+            raise Refusal(f"its recurrent weight {recurrent.weight.shape} does not fit its "
+                          f"{shape[0]} neurons")
+        form = self.info[x.node].form
+        delay = self.add_node(None, f"{path}.previous", ir.Delay(self.name(path), shape), [], form,
+                              SPIKES)
+        synapse = self.add_node(None, f"{path}.recurrent", recurrent, [delay], form, CURRENT)
+        return self.add_node(None, f"{path}.current", ir.CurrentSum(), [x.node, synapse], form,
+                             CURRENT)
 
 
 def _reading(op: ir.Op, scale: float) -> ir.Op:

@@ -29,6 +29,9 @@ class NeuronSpec:
     stepping: str            # multi | loop | stateful
     #: value of one spike (snnTorch's graded_spikes_factor); the IR records 0/1
     graded: float = 1.0
+    #: n -> the synapse from the neuron's own previous spikes back into its n neurons (snnTorch's
+    #: RLeaky / RSynaptic)
+    recurrent: Callable[[int], ir.Linear] | None = None
 
 
 def _zoo(module: nn.Module, path: str) -> NeuronSpec | None:
