@@ -26,6 +26,11 @@ Readout         not a netx block: it stays on the host (mean spike counts of the
 What netx can express exactly, hence what is refused (one line naming the node and op): only a
 chain Input -> [Flatten] -> (synapse -> LoihiLIF) ... -> Readout. No residual sums (``Add``),
 attention (``IntSSA`` and the other extension ops), pooling (netx's ``pool`` is not implemented),
+recurrent connections (``Delay``: netx's ``dense_rec`` block exists, but its recurrent synapse
+carries a sample's last-step spikes into the next sample's first step, since ``LIFReset`` clears
+only u and v, while a ``Delay`` gives zeros at every sample's first step), always-on axons
+(``AlwaysOn``: a CUBA neuron's synapse bias accumulates in its current; netx's ``bias`` is the
+neuron's, added to v),
 synapses with a weight exponent (netx's Dense picks its own, its Conv has none), neurons reading
 several synapses, and biases that are not multiples of 64: netx hard-codes ``bias_exp = 6``. The
 last rule refuses every neuron quantized from a non-strict (``v >= theta``, SpikingJelly-style)
@@ -91,6 +96,7 @@ def _message_bits(max_value: int) -> int:
 def plan(graph: ir.Graph) -> tuple[ir.Node, list[NetxLayer], ir.Node]:
     """(input node, blocks, readout node) of a graph netx can express; refuses anything else."""
     graph.validate()
+    _refuse_recurrence(graph)
     allowed = (ir.Input, ir.Flatten, ir.IntLinear, ir.IntConv2d, ir.LoihiLIF, ir.Readout)
     bad = {n.name: type(n.op).__name__ for n in graph if not isinstance(n.op, allowed)}
     if bad:
@@ -150,6 +156,21 @@ def plan(graph: ir.Graph) -> tuple[ir.Node, list[NetxLayer], ir.Node]:
     if readout.inputs != [name]:
         _refuse(readout, f"reads {readout.inputs}, not the last netx block {name!r}")
     return source, layers, readout
+
+
+def _refuse_recurrence(graph: ir.Graph) -> None:
+    """The first Delay or AlwaysOn node, refused in one line with the reason (module docstring)."""
+    for node in graph:
+        if isinstance(node.op, ir.Delay):
+            raise NeurocompileError(
+                f"{node.name}: the recurrent connection of {node.op.source} has no exact lava-dl "
+                "netx form (netx's dense_rec synapse carries a sample's last spikes into the next "
+                "sample's first step; LIFReset clears only u and v)")
+        if isinstance(node.op, ir.AlwaysOn):
+            fed = ", ".join(u.name for u in graph.users(node.name))
+            raise NeurocompileError(
+                f"{node.name}: lava-dl netx has no always-on axons (the synapse bias {fed} "
+                "accumulates in a CUBA neuron's current; netx's bias is added to v)")
 
 
 def _check_neuron(graph: ir.Graph, node: ir.Node) -> None:

@@ -15,11 +15,24 @@ IntLinear     ``Affine(W_q * 2**weight_exp, b)`` on vectors; ``b`` is the bias o
 LoihiLIF      du = 4095 (no current memory): ``LIF(tau = dt*4096/dv, r = tau/dt, v_leak = 0,
               v_threshold = vth, v_reset = 0)``, i.e. ``v = (1 - dv/4096) v + I``, spike iff
               ``v > vth``; du < 4095: ``CubaLIF`` with ``tau_syn = dt*4096/(du+1)``,
-              ``w_in = tau_syn/dt`` and the same membrane; dv = 0: ``IF(r = 1/dt)``
+              ``w_in = tau_syn/dt`` and the same membrane; dv = 0: ``IF(r = 1/dt)`` (du = 4095
+              only: NIR has no CUBA neuron without membrane leak)
               (v, I in units of 2**6 of Loihi's: ``u = a_in << 6``, ``v > vth << 6``)
 Readout       ``Affine(W, b)`` on the spikes of the last layer: per step ``W s_t + b``, whose
               mean over the T steps is neurocompile's logits
+CurrentSum    no node: an edge from each summed synapse into the neuron (NIR sums the edges into a
+              node), which is also how a LoihiLIF reading several synapses is written
+Delay         no node: the recurrent synapse that reads it gets an edge from the Delay's source
+              neuron, a cycle ``lif -> Affine -> lif`` (NIR's and snnTorch's RLeaky / RSynaptic
+              form; the step of delay is implicit in discrete-time simulators)
+AlwaysOn      no node, nor its synapse: the current that bias synapse adds at every step,
+              ``shift(W_b @ 1, weight_exp)``, joins the Affine / Conv2d bias of the neuron's
+              first feed-forward synapse (a CubaLIF with a biased Affine: the bias accumulates in
+              the synaptic current, as on Loihi)
 ============= ==================================================================================
+
+A neuron's bias (its own, ``bias_eff / 64``, and its always-on synapses') is written once, in one
+of its synapses (the first that does not read a Delay); its other synapses get zero biases.
 
 What is equal when a consumer simulates the file (e.g. snnTorch, float32): every synaptic
 current (integer weights on integer inputs and spikes, exact in float32 below 2**24) and the
@@ -38,7 +51,9 @@ from ...errors import NeurocompileError
 from ..files import atomic_file
 
 DT = 1e-4  #: the step snnTorch's and Norse's NIR importers assume
-STANDARD_OPS = (ir.Input, ir.Flatten, ir.IntLinear, ir.IntConv2d, ir.LoihiLIF, ir.Readout)
+STANDARD_OPS = (ir.Input, ir.Flatten, ir.IntLinear, ir.IntConv2d, ir.LoihiLIF, ir.Readout,
+                ir.CurrentSum, ir.Delay, ir.AlwaysOn)
+_SYNAPSES = (ir.IntLinear, ir.IntConv2d)
 
 
 def extension_ops(graph: ir.Graph) -> dict[str, str]:
@@ -46,7 +61,67 @@ def extension_ops(graph: ir.Graph) -> dict[str, str]:
     return {n.name: type(n.op).__name__ for n in graph if not isinstance(n.op, STANDARD_OPS)}
 
 
-def _check(graph: ir.Graph) -> None:
+def _refuse(node: ir.Node, why: str):
+    raise NeurocompileError(f"{node.name}: {why}")
+
+
+def _parts(graph: ir.Graph, name: str) -> list[str]:
+    """The nodes whose currents the neuron input ``name`` sums (through CurrentSum nodes)."""
+    node = graph[name]
+    if isinstance(node.op, ir.CurrentSum):
+        return [p for i in node.inputs for p in _parts(graph, i)]
+    return [name]
+
+
+def _read(graph: ir.Graph, syn: ir.Node) -> ir.Node:
+    return graph[syn.inputs[0]]
+
+
+def _wiring(graph: ir.Graph) -> dict[str, tuple[list[str], list[str], str]]:
+    """{LoihiLIF: (its synapses, its always-on bias synapses, the synapse that carries its
+    bias)}; refuses what NIR's edges cannot say."""
+    wiring = {}
+    for node in graph:
+        if isinstance(node.op, (ir.CurrentSum, *_SYNAPSES)):
+            users = graph.users(node.name)
+            if len(users) != 1 or not isinstance(users[0].op, (ir.LoihiLIF, ir.CurrentSum)):
+                _refuse(node, f"{type(node.op).__name__} must feed exactly one LoihiLIF (directly "
+                              "or through CurrentSum nodes) for the standard NIR export")
+        elif isinstance(node.op, ir.Delay):
+            if not isinstance(graph[node.op.source].op, ir.LoihiLIF):
+                _refuse(node, f"delays {node.op.source!r}, which is not a LoihiLIF; standard NIR "
+                              "writes recurrent connections as edges leaving a neuron")
+            for user in graph.users(node.name):
+                if not isinstance(user.op, _SYNAPSES):
+                    _refuse(node, f"is read by {user.name} ({type(user.op).__name__}); a "
+                                  "recurrent connection goes through a synapse in standard NIR")
+        elif isinstance(node.op, ir.AlwaysOn):
+            for user in graph.users(node.name):
+                if not isinstance(user.op, _SYNAPSES):
+                    _refuse(node, f"is read by {user.name} ({type(user.op).__name__}); an "
+                                  "always-on axon becomes a synapse bias in standard NIR")
+                if isinstance(user.op, ir.IntConv2d) and user.op.padding:
+                    _refuse(user, "an always-on convolution with padding gives a bias that "
+                                  "varies at the borders; NIR's Conv2d bias is per channel")
+        elif isinstance(node.op, ir.LoihiLIF):
+            parts = [p for i in node.inputs for p in _parts(graph, i)]
+            if not all(isinstance(graph[p].op, _SYNAPSES) for p in parts):
+                other = next(p for p in parts if not isinstance(graph[p].op, _SYNAPSES))
+                _refuse(node, f"reads {other} ({type(graph[other].op).__name__}); the standard "
+                              "NIR export writes neurons fed by synapses (Affine / Conv2d)")
+            twice = next((p for p in parts if parts.count(p) > 1), None)
+            if twice is not None:
+                _refuse(node, f"reads {twice} twice; NIR has one edge per pair of nodes")
+            bias = [p for p in parts if isinstance(_read(graph, graph[p]).op, ir.AlwaysOn)]
+            synapses = [p for p in parts if p not in bias]
+            if not synapses:
+                _refuse(node, "has only always-on synapses; standard NIR needs an input edge")
+            forward = [p for p in synapses if not isinstance(_read(graph, graph[p]).op, ir.Delay)]
+            wiring[node.name] = (synapses, bias, (forward or synapses)[0])
+    return wiring
+
+
+def _check(graph: ir.Graph) -> dict[str, tuple[list[str], list[str], str]]:
     graph.validate()
     bad = extension_ops(graph)
     if bad:
@@ -59,44 +134,54 @@ def _check(graph: ir.Graph) -> None:
         if isinstance(node.op, ir.LoihiLIF) and node.op.vsub:
             raise NeurocompileError(f"{node.name}: a soft reset (v -= {node.op.vsub} after a "
                                     "spike) has no standard NIR form (NIR resets to v_reset)")
-        if isinstance(node.op, ir.LoihiLIF) and len(node.inputs) != 1:
-            raise NeurocompileError(f"{node.name}: a LoihiLIF reading {len(node.inputs)} "
-                                    "synapses has no standard NIR form here")
         if isinstance(node.op, (ir.IntLinear, ir.Readout)) \
                 and len(graph.shape(node.inputs[0])) != 1:
             raise NeurocompileError(f"{node.name}: {type(node.op).__name__} on a "
                                     f"{graph.shape(node.inputs[0])} tensor; the standard NIR "
                                     "export writes vectors only (Affine)")
-        if isinstance(node.op, (ir.IntLinear, ir.IntConv2d)):
-            users = graph.users(node.name)
-            if len(users) != 1 or not isinstance(users[0].op, ir.LoihiLIF):
-                raise NeurocompileError(f"{node.name}: must feed exactly one LoihiLIF")
+    return _wiring(graph)
 
 
-def _neuron_bias(graph: ir.Graph, syn: ir.Node) -> np.ndarray:
-    """Bias of the LIF fed by ``syn`` in NIR units (/64), per output channel."""
-    lif = graph.users(syn.name)[0]
+def _always_on_current(syn: ir.Node) -> np.ndarray:
+    """What the synapse ``syn`` reading an AlwaysOn adds to its neurons' current every step, per
+    output channel (integers, after the weight exponent, as ``run_int`` computes it)."""
+    op = syn.op
+    per_channel = op.weight.reshape(op.weight.shape[0], -1).sum(axis=1)
+    return fixedpoint.shift_accumulated(per_channel, op.weight_exp).astype(np.float64)
+
+
+def _neuron_bias(graph: ir.Graph, lif: ir.Node, always_on: list[str]) -> np.ndarray:
+    """The bias of ``lif``'s input current in NIR units, per output channel: its own bias / 64
+    (neurons without current memory only) plus its always-on synapses' currents."""
     shape = graph.shape(lif.name)
     bias = np.broadcast_to(lif.op.bias, shape).astype(np.float64) / (1 << fixedpoint.ACT_SHIFT)
     if lif.op.du + 1 < fixedpoint.DECAY_UNITY and np.any(bias):
         raise NeurocompileError(f"{lif.name}: a bias on a neuron with current memory has no "
-                                "standard NIR form here")
+                                "standard NIR form here (Loihi adds it to v, NIR's CubaLIF "
+                                "biases the current)")
     per_channel = bias.reshape(shape[0], -1)
     if not np.all(per_channel == per_channel[:, :1]):
         raise NeurocompileError(f"{lif.name}: the bias differs within a channel; NIR's "
                                 "synapse biases are per channel")
-    return per_channel[:, 0].copy()
+    return per_channel[:, 0] + sum((_always_on_current(graph[s]) for s in always_on),
+                                   np.zeros(shape[0]))
 
 
-def _lif(op: ir.LoihiLIF, shape) -> "object":
+def _lif(node: ir.Node, shape) -> "object":
     import nir
 
+    op = node.op
     full = lambda value: np.full(shape, value, dtype=np.float64)  # noqa: E731
     vth = full(op.vth)
+    memory = op.du + 1 < fixedpoint.DECAY_UNITY  # the current decays instead of resetting
+    if op.dv == 0 and memory:
+        raise NeurocompileError(f"{node.name}: a neuron with current memory (du = {op.du}) and "
+                                "no membrane leak (dv = 0) has no standard NIR form (IF has no "
+                                "current, CubaLIF needs a finite tau_mem)")
     if op.dv == 0:
         return nir.IF(r=full(1.0 / DT), v_threshold=vth, v_reset=full(0.0))
     tau_mem = DT * fixedpoint.DECAY_UNITY / op.dv
-    if op.du + 1 >= fixedpoint.DECAY_UNITY:
+    if not memory:
         return nir.LIF(tau=full(tau_mem), r=full(tau_mem / DT), v_leak=full(0.0),
                        v_threshold=vth, v_reset=full(0.0))
     tau_syn = DT * fixedpoint.DECAY_UNITY / (op.du + 1)
@@ -109,28 +194,41 @@ def to_standard_nir(graph: ir.Graph):
     """The ``nir.NIRGraph`` of an integer graph made of ``STANDARD_OPS`` (module docstring)."""
     import nir
 
-    _check(graph)
+    wiring = _check(graph)
+    biases = {}  # synapse -> its Affine / Conv2d bias
+    for lif, (synapses, always_on, carrier) in wiring.items():
+        bias = _neuron_bias(graph, graph[lif], always_on)
+        for syn in synapses:
+            biases[syn] = bias if syn == carrier else np.zeros_like(bias)
+    skipped = {s for _, always_on, _ in wiring.values() for s in always_on}
     nodes, edges = {}, []
+
+    def source(name: str) -> str:  # a Delay is its source, one step later: a back edge
+        op = graph[name].op
+        return op.source if isinstance(op, ir.Delay) else name
+
     for node in graph:
         op, shape = node.op, graph.shape(node.name)
+        if node.name in skipped or isinstance(op, (ir.Delay, ir.AlwaysOn, ir.CurrentSum)):
+            continue
         if isinstance(op, ir.Input):
             nodes[node.name] = nir.Input(np.array(shape))
         elif isinstance(op, ir.Flatten):
             nodes[node.name] = nir.Flatten(np.array(graph.shape(node.inputs[0])), start_dim=0,
                                            end_dim=-1)
         elif isinstance(op, ir.IntLinear):
-            nodes[node.name] = nir.Affine(op.weight * 2.0 ** op.weight_exp,
-                                          _neuron_bias(graph, node))
+            nodes[node.name] = nir.Affine(op.weight * 2.0 ** op.weight_exp, biases[node.name])
         elif isinstance(op, ir.IntConv2d):
             nodes[node.name] = nir.Conv2d(
                 input_shape=tuple(graph.shape(node.inputs[0])[1:]),
                 weight=op.weight * 2.0 ** op.weight_exp, stride=op.stride, padding=op.padding,
-                dilation=1, groups=op.groups, bias=_neuron_bias(graph, node))
+                dilation=1, groups=op.groups, bias=biases[node.name])
         elif isinstance(op, ir.LoihiLIF):
-            nodes[node.name] = _lif(op, shape)
+            nodes[node.name] = _lif(node, shape)
         elif isinstance(op, ir.Readout):
             nodes[node.name] = nir.Affine(op.weight.copy(), op.bias.copy())
-        edges += [(src, node.name) for src in dict.fromkeys(node.inputs)]
+        reads = wiring[node.name][0] if isinstance(op, ir.LoihiLIF) else node.inputs
+        edges += [(source(src), node.name) for src in dict.fromkeys(reads)]
     output = next(n for n in ("output", *(f"output_{i}" for i in range(len(nodes) + 1)))
                   if n not in nodes)
     nodes[output] = nir.Output(np.array(graph.shape(graph.output)))

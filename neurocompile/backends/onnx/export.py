@@ -1,12 +1,17 @@
 """The integer graph as an ONNX model that computes exactly what ``reference.run_int`` computes.
 
 The T time steps are unrolled; the state (u, v) of every ``LoihiLIF`` and the readout's running
-sum are carried from one unrolled step to the next. Inputs and outputs:
+sum are carried from one unrolled step to the next, and so are recurrent connections: a ``Delay``
+is its source's int64 spikes of the unrolled step before (zeros of shape (batch, *shape) at step
+0), an ``AlwaysOn`` (the axon of a CUBA neuron's synapse bias) a tensor of ones; a
+``CurrentSum`` is the int64 sum of its currents, as the neuron's input port sums them. Inputs and
+outputs:
 
 * ``images``: int64 (batch, C, H, W), the integer image presented at every step, or (batch, T,
   C, H, W), one frame per step, when the input is temporal;
 * ``logits``: float64 (batch, classes), the readout after the last step;
-* ``spikes/<node>``: int8 0/1 (batch, T, *shape), one per spiking node (LoihiLIF, SpikeMaxPool).
+* ``spikes/<node>``: int8 0/1 (batch, T, *shape), one per spiking node (LoihiLIF, SpikeMaxPool),
+  except ``Delay`` (its source's spikes one step later) and ``AlwaysOn`` (ones): no output.
 
 Exactness (opset 17, onnxruntime's CPU provider):
 
@@ -202,6 +207,23 @@ class Context:
     bounds: dict[str, int]
     t: int = 0
     states: dict[str, dict] = field(default_factory=dict)
+    #: every node's value at the unrolled step before (what a ``Delay`` reads); empty at step 0
+    previous: dict[str, str] = field(default_factory=dict)
+    _filled: dict[tuple, str] = field(default_factory=dict)
+
+    def filled(self, shape: tuple[int, ...], value: int) -> str:
+        """An int64 (batch, *shape) tensor of ``value``, the batch taken from the input (built
+        once, shared by every step)."""
+        key = (tuple(shape), int(value))
+        if key not in self._filled:
+            b, scope = self.builder, self.builder.scope
+            b.scope = f"filled/{value}"
+            batch = b.op("Shape", [INPUT], start=0, end=1)
+            dims = b.op("Concat", [batch, b.const(list(shape))], axis=0)
+            self._filled[key] = b.op("ConstantOfShape", [dims], value=numpy_helper.from_array(
+                np.array([value], dtype=np.int64), "value"))
+            b.scope = scope
+        return self._filled[key]
 
 
 def _input(ctx: Context, node: ir.Node, xs: list[str], state: dict) -> str:
@@ -213,7 +235,17 @@ def _input(ctx: Context, node: ir.Node, xs: list[str], state: dict) -> str:
 
 
 def _add(ctx, node, xs, state):
-    return ctx.builder.add_all(xs)
+    return ctx.builder.add_all(xs)  # Add (spikes) and CurrentSum (int64 currents) alike
+
+
+def _delay(ctx, node, xs, state):
+    """The source's spikes of the step before; zeros at step 0."""
+    previous = ctx.previous.get(node.op.source)
+    return ctx.filled(node.op.shape, 0) if previous is None else previous
+
+
+def _always_on(ctx, node, xs, state):
+    return ctx.filled(node.op.shape, 1)
 
 
 def _tokens(ctx, node, xs, state):
@@ -323,8 +355,12 @@ EMITTERS: dict[type, Emitter] = {
     ir.Input: _input, ir.IntConv2d: _int_conv2d, ir.IntLinear: _int_linear,
     ir.LoihiLIF: _loihi_lif, ir.IntSSA: _int_ssa, ir.Add: _add, ir.Tokens: _tokens, ir.Image: _image,
     ir.SpikeMaxPool: _spike_max_pool, ir.Flatten: _flatten, ir.Readout: _readout,
-    ir.CurrentMaxPool: _current_max_pool, ir.PositionSum: _position_sum,
+    ir.CurrentMaxPool: _current_max_pool, ir.PositionSum: _position_sum, ir.CurrentSum: _add,
+    ir.Delay: _delay, ir.AlwaysOn: _always_on,
 }
+
+#: spiking ops without a ``spikes/<node>`` output: a delayed copy of another output, constant ones
+_NO_SPIKE_OUTPUT = (ir.Delay, ir.AlwaysOn)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -344,8 +380,10 @@ def _check(graph: ir.Graph, steps: int) -> None:
 
 
 def _unroll(ctx: Context) -> tuple[str, dict[str, list[str]]]:
-    spikes: dict[str, list[str]] = {n.name: [] for n in ctx.graph if n.op.spiking}
+    spikes: dict[str, list[str]] = {n.name: [] for n in ctx.graph
+                                    if n.op.spiking and not isinstance(n.op, _NO_SPIKE_OUTPUT)}
     ctx.states = {name: {} for name in ctx.graph.nodes}
+    ctx.previous = {}
     for t in range(ctx.steps):
         ctx.t, values = t, {}
         for node in ctx.graph:
@@ -355,6 +393,7 @@ def _unroll(ctx: Context) -> tuple[str, dict[str, list[str]]]:
                                      ctx.states[node.name])
             if node.name in spikes:
                 spikes[node.name].append(values[node.name])
+        ctx.previous = values
     return values[ctx.graph.output], spikes
 
 

@@ -163,3 +163,43 @@ def test_cli_convert(mlp, shipped, tmp_path, capsys):
     assert cli.main(["convert", str(sf), "--to", "netx", "-o", str(tmp_path / "sf.net")]) == 2
     err = capsys.readouterr().err
     assert "IntSSA" in err and len(err.strip().splitlines()) == 1
+
+
+def _cuba_nir(recurrent: bool):
+    """Input -> Affine (with bias) -> CubaLIF [-> recurrent Affine -> CubaLIF] -> Output."""
+    import nir
+
+    rng = np.random.default_rng(0)
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    cuba = nir.CubaLIF(**{k: np.full(8, v, dtype=np.float32) for k, v in dict(
+        tau_syn=2e-4, tau_mem=1e-3, r=10.0, w_in=2.0, v_threshold=1.0, v_reset=0.0,
+        v_leak=0.0).items()})
+    nodes = {"input": nir.Input(np.array([6])),
+             "fc": nir.Affine(f32(rng.normal(0, 0.6, (8, 6))), f32(rng.uniform(0.05, 0.1, 8))),
+             "lif": cuba, "output": nir.Output(np.array([8]))}
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    if recurrent:
+        nodes["rec"] = nir.Affine(f32(rng.normal(0, 0.3, (8, 8))), f32(np.zeros(8)))
+        edges += [("lif", "rec"), ("rec", "lif")]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def test_recurrence_and_always_on_axons_are_refused_in_one_line(tmp_path, capsys):
+    from neurocompile.frontend.nir_import import compile_nir
+
+    recurrent = compile_nir(_cuba_nir(True), steps=STEPS, spike_input=True)
+    with pytest.raises(NeurocompileError, match=r"^lif.previous: the recurrent connection of "
+                                                r"lif has no exact lava-dl netx form"):
+        write_netx(recurrent.graph, STEPS, tmp_path / "rec.net")
+    biased = compile_nir(_cuba_nir(False), steps=STEPS, spike_input=True)
+    assert not any(isinstance(n.op, ir.Delay) for n in biased.graph)
+    with pytest.raises(NeurocompileError, match=r"^lif.bias_axon: lava-dl netx has no always-on "
+                                                r"axons \(the synapse bias lif.bias "):
+        write_netx(biased.graph, STEPS, tmp_path / "bias.net")
+    assert not list(tmp_path.iterdir())
+    bundle = recurrent.save(tmp_path / "bundle")
+    capsys.readouterr()
+    assert cli.main(["convert", str(bundle), "--to", "netx", "-o", str(tmp_path / "r.net")]) == 2
+    err = capsys.readouterr().err
+    assert "lif.previous" in err and "recurrent" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.net").exists()

@@ -1,0 +1,116 @@
+"""ONNX export of recurrent graphs: ``Delay`` (the back edge), ``AlwaysOn`` (a CUBA neuron's bias
+axon) and the ``CurrentSum`` of the neuron's synapses, unrolled; onnxruntime equals ``run_int``."""
+import nir
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from neurocompile import ir
+from neurocompile.backends.onnx import spike_output, to_onnx
+from neurocompile.backends.reference import run_int
+from neurocompile.frontend.nir_import import compile_nir
+
+STEPS = 24
+
+
+def _cuba(n: int) -> nir.CubaLIF:
+    params = dict(tau_syn=2e-4, tau_mem=1e-3, r=10.0, w_in=2.0, v_threshold=1.0, v_reset=0.0,
+                  v_leak=0.0)
+    return nir.CubaLIF(**{k: np.full(n, v, dtype=np.float32) for k, v in params.items()})
+
+
+def recurrent_nir(seed: int = 0, inputs: int = 12, hidden: int = 16, outputs: int = 5):
+    """Input -> Affine (bias) -> CubaLIF, recurrent Affine lif -> rec -> lif, -> Affine (bias) ->
+    CubaLIF -> Output: the NIR paper's recurrent Braille network, small."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    nodes = {"input": nir.Input(np.array([inputs])),
+             "fc1": nir.Affine(f32(rng.normal(0, 0.6, (hidden, inputs))),
+                               f32(rng.uniform(-0.05, 0.15, hidden))),
+             "lif1": _cuba(hidden),
+             "rec": nir.Affine(f32(rng.normal(0, 0.3, (hidden, hidden))), f32(np.zeros(hidden))),
+             "fc2": nir.Affine(f32(rng.normal(0, 0.5, (outputs, hidden))),
+                               f32(rng.uniform(-0.05, 0.1, outputs))),
+             "lif2": _cuba(outputs),
+             "output": nir.Output(np.array([outputs]))}
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "rec"), ("rec", "lif1"),
+             ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+@pytest.fixture(scope="module")
+def recurrent():
+    graph = compile_nir(recurrent_nir(), steps=STEPS, spike_input=True).quantized.graph
+    kinds = {type(n.op) for n in graph}
+    assert {ir.Delay, ir.AlwaysOn, ir.CurrentSum, ir.LoihiLIF} <= kinds
+    return graph
+
+
+def _spikes(seed: int, batch: int, steps: int = STEPS) -> np.ndarray:
+    return (np.random.default_rng(seed).random((batch, steps, 12)) < 0.3).astype(np.int64)
+
+
+def _run(model: onnx.ModelProto, images: np.ndarray) -> dict:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"images": images})))
+
+
+def _assert_equal_to_run_int(graph: ir.Graph, images: np.ndarray, steps: int, **options):
+    model = to_onnx(graph, steps, **options)
+    onnx.checker.check_model(model, full_check=True)
+    got = _run(model, images)
+    trace = run_int(graph, images, steps)
+    neurons = [n.name for n in graph if isinstance(n.op, ir.LoihiLIF)]
+    # a Delay is its source one step later and an AlwaysOn is ones: no outputs of their own
+    assert set(got) == {"logits"} | {spike_output(n) for n in neurons}
+    for name in neurons:
+        assert got[spike_output(name)].dtype == np.int8
+        assert np.array_equal(got[spike_output(name)], trace.outputs[name]), name
+    np.testing.assert_array_equal(got["logits"].argmax(1), trace.predictions())
+    # every spike is exact; the final float64 Gemm may sum in another order than numpy (~1e-16)
+    np.testing.assert_allclose(got["logits"], trace.logits, rtol=1e-12, atol=1e-12)
+    return trace
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_recurrent_graph_equals_run_int(recurrent, seed):
+    trace = _assert_equal_to_run_int(recurrent, _spikes(seed, 32), STEPS)
+    for name in ("lif1", "lif2"):
+        assert 0 < trace.outputs[name].mean() < 1, name  # the layers are alive
+
+
+def test_the_back_edge_and_the_bias_axon_matter(recurrent):
+    """Without the recurrent weights or the bias synapse the spikes change: the export above
+    really carries the previous step's spikes and the always-on bias."""
+    images = _spikes(3, 32)
+    base = run_int(recurrent, images, STEPS).outputs["lif1"]
+    for synapse in ("rec", "lif1.bias"):
+        graph = recurrent.copy()
+        graph[synapse].op.weight = np.zeros_like(graph[synapse].op.weight)
+        trace = _assert_equal_to_run_int(graph, images, STEPS)
+        assert not np.array_equal(trace.outputs["lif1"], base), synapse
+
+
+def test_one_step_and_a_fixed_batch(recurrent):
+    """T = 1: the Delay is only its zeros (batch-sized, from the input's shape)."""
+    _assert_equal_to_run_int(recurrent, _spikes(4, 3, steps=1), 1)
+    _assert_equal_to_run_int(recurrent, _spikes(5, 7), STEPS, batch=7)
+
+
+def test_current_sum_feeding_a_neuron():
+    """CurrentSum's rule alone (no recurrence): a neuron reading the sum of two synapses."""
+    g = ir.Graph()
+    rng = np.random.default_rng(0)
+    g.add("input", ir.Input((6,), 1.0, 1, temporal=True))
+    g.add("a", ir.IntLinear(rng.integers(-60, 61, (4, 6)), 0), ["input"])
+    g.add("b", ir.IntLinear(rng.integers(-60, 61, (4, 6)), 0), ["input"])
+    g.add("sum", ir.CurrentSum(), ["a", "b"])
+    g.add("lif", ir.LoihiLIF(du=4095, dv=512, vth=40, bias_mant=np.zeros(4, dtype=np.int64),
+                             bias_exp=np.zeros(4, dtype=np.int64)), ["sum"])
+    g.add("head", ir.Readout(rng.normal(size=(3, 4)), np.zeros(3)), ["lif"])
+    g.output = "head"
+    images = (rng.random((16, 8, 6)) < 0.5).astype(np.int64)
+    trace = _assert_equal_to_run_int(g, images, 8)
+    assert trace.outputs["lif"].any()
