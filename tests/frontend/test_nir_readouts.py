@@ -65,3 +65,34 @@ def test_li_readout_compiles_and_round_trips(spikes_in, tmp_path):
     spikes = reference.outputs["lif"].astype(np.float64)
     assert np.allclose(reference.logits, li_membrane(li_readout_graph(), spikes), atol=1e-12)
     assert (reference.predictions() == float_run.predictions()).mean() >= 0.75
+
+
+def test_li_readout_exports_to_onnx_and_standard_nir(spikes_in, tmp_path):
+    """onnxruntime computes the leaky readout's membrane as the reference does; the standard NIR
+    file ends in the LI again, which the importer reads back as the same readout."""
+    import onnxruntime as ort
+
+    from neurocompile.backends.nir.export import write_standard_nir
+    from neurocompile.backends.onnx import to_onnx
+
+    graph = compile_nir(li_readout_graph(), steps=STEPS, spike_input=True).quantized.graph
+    reference = run_int(graph, spikes_in, STEPS)
+    model = to_onnx(graph, STEPS)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"images": spikes_in})[0]
+    assert np.allclose(logits, reference.logits, rtol=0, atol=1e-12)
+    assert np.array_equal(logits.argmax(1), reference.predictions())
+    path = tmp_path / "std.nir"
+    write_standard_nir(graph, path)
+    assert type(nir.read(str(path)).nodes["fc2.li"]).__name__ == "LI"
+    again = import_nir(path, steps=STEPS, spike_input=True, dt=1e-4)
+    assert again[again.output].op.leak == pytest.approx(graph[graph.output].op.leak)
+
+
+def test_li_readout_has_no_netx_form():
+    from neurocompile.backends.netx.export import plan
+    from neurocompile.errors import NeurocompileError
+
+    graph = compile_nir(li_readout_graph(), steps=STEPS, spike_input=True).quantized.graph
+    with pytest.raises(NeurocompileError, match="fc2.*leaky-integrator readout"):
+        plan(graph)

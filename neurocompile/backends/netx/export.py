@@ -114,6 +114,9 @@ def plan(graph: ir.Graph) -> tuple[ir.Node, list[NetxLayer], ir.Node]:
     readout = graph[graph.output]
     if not isinstance(readout.op, ir.Readout):
         _refuse(readout, "is the graph output; the netx export needs a Readout")
+    if readout.op.leak is not None:
+        _refuse(readout, "is a leaky-integrator readout; the netx export stores the mean "
+                         "spike-count readout only")
     source = nodes[0]
     if not isinstance(source.op, ir.Input):
         _refuse(source, "must be the Input")

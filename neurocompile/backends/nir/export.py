@@ -19,7 +19,8 @@ LoihiLIF      du = 4095 (no current memory): ``LIF(tau = dt*4096/dv, r = tau/dt,
               only: NIR has no CUBA neuron without membrane leak)
               (v, I in units of 2**6 of Loihi's: ``u = a_in << 6``, ``v > vth << 6``)
 Readout       ``Affine(W, b)`` on the spikes of the last layer: per step ``W s_t + b``, whose
-              mean over the T steps is neurocompile's logits
+              mean over the T steps is neurocompile's logits; a leaky readout adds
+              ``LI(tau = dt/(1 - leak), r = tau/dt)`` after it (its membrane after the last step)
 CurrentSum    no node: an edge from each summed synapse into the neuron (NIR sums the edges into a
               node), which is also how a LoihiLIF reading several synapses is written
 Delay         no node: the recurrent synapse that reads it gets an edge from the Delay's source
@@ -227,15 +228,25 @@ def to_standard_nir(graph: ir.Graph):
             nodes[node.name] = _lif(node, shape)
         elif isinstance(op, ir.Readout):
             nodes[node.name] = nir.Affine(op.weight.copy(), op.bias.copy())
+            if op.leak is not None:  # v = leak v + I: tau = dt / (1 - leak), r dt / tau = 1
+                tau = np.full(shape, DT / (1.0 - op.leak)) if op.leak < 1 else None
+                if tau is None:
+                    raise NeurocompileError(f"{node.name}: a readout integrating without leak "
+                                            "has no standard NIR LI form")
+                readout_li = f"{node.name}.li"
+                nodes[readout_li] = nir.LI(tau=tau, r=tau / DT, v_leak=np.zeros(shape))
+                edges.append((node.name, readout_li))
         reads = wiring[node.name][0] if isinstance(op, ir.LoihiLIF) else node.inputs
         edges += [(source(src), node.name) for src in dict.fromkeys(reads)]
     output = next(n for n in ("output", *(f"output_{i}" for i in range(len(nodes) + 1)))
                   if n not in nodes)
     nodes[output] = nir.Output(np.array(graph.shape(graph.output)))
-    edges.append((graph.output, output))
+    leaky = graph[graph.output].op.leak is not None
+    edges.append((f"{graph.output}.li" if leaky else graph.output, output))
     metadata = {"producer": "neurocompile", "dt": DT,
                 "semantics": "forward Euler with dt; integer input levels; the output is the "
-                             "readout per step (its mean over the steps are the logits)"}
+                             + ("readout LI's membrane (after the last step: the logits)" if leaky
+                                else "readout per step (its mean over the steps are the logits)")}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 

@@ -9,7 +9,8 @@ outputs:
 
 * ``images``: int64 (batch, C, H, W), the integer image presented at every step, or (batch, T,
   C, H, W), one frame per step, when the input is temporal;
-* ``logits``: float64 (batch, classes), the readout after the last step;
+* ``logits``: float64 (batch, classes), the readout after the last step (a leaky readout's
+  membrane);
 * ``spikes/<node>``: int8 0/1 (batch, T, *shape), one per spiking node (LoihiLIF, SpikeMaxPool),
   except ``Delay`` (its source's spikes one step later) and ``AlwaysOn`` (ones): no output.
 
@@ -338,6 +339,14 @@ def _readout(ctx, node, xs, state):
     flat = b.op("Reshape", [xs[0], b.const([0, -1, shape[-1]])])
     counts = b.op("ReduceSum", [flat, b.const([1])], keepdims=0)  # exact integers
     mean = b.op("Div", [b.cast(counts, TensorProto.DOUBLE), b.const(float(tokens), np.float64)])
+    if op.leak is not None:  # a leaky-integrator readout: v = leak v + W mean + b, every step
+        weight = b.const(op.weight.T, np.float64, name=f"{node.name}/weight_t")
+        current = b.op("Gemm", [mean, weight])
+        if "v" in state:
+            current = b.op("Add", [b.op("Mul", [b.const(op.leak, np.float64), state["v"]]),
+                                   current])
+        state["v"] = b.op("Add", [current, b.const(op.bias, np.float64, name=f"{node.name}/bias")])
+        return state["v"]
     state["sum"] = mean if "sum" not in state else b.op("Add", [state["sum"], mean])
     if ctx.t < ctx.steps - 1:
         return state["sum"]
