@@ -22,6 +22,26 @@ A layer is a neuron population together with the synapses that feed only it, nam
 neuron (``blocks.0.attn.q_lif`` with synapse ``blocks.0.attn.q_linear``). A synapse that feeds
 anything else (a residual sum, the readout, several nodes) is a layer of its own.
 
+Recurrent connections and synapse biases (``ir.Delay``, ``ir.AlwaysOn``):
+
+* a synapse that reads an ``ir.Delay`` is a RECURRENT synapse: its input is the source
+  population's spikes one step late, exactly the Delay's recorded output (``y[t] = source[t-1]``,
+  nothing at a sample's first step), so its SOPs are those spikes x their fan-out, counted once,
+  here. The Delay is a view of its source (no layer, no messages of its own: the source's spikes
+  are routed back);
+* an ``ir.AlwaysOn`` is a neuron population that fires at every step (kind "always-on": its
+  neurons, updates and spikes like any population; on Loihi 2 one bias-driven neuron per element).
+  The synapse that reads it is a BIAS synapse: SOPs = fan-out x T per sample. It is not the
+  network input (never a first layer, never MACs);
+* a recurrent or bias synapse is a layer of its own (kind "recurrent" / "bias", named after the
+  synapse node, ``feeds`` = the neuron it drives) when it feeds one ``LoihiLIF`` only, directly or
+  through the neuron's DENDRITIC SUM: a ``CurrentSum`` read by that neuron alone whose parts are
+  synapses read by it alone, one of them recurrent or bias (``dendritic_sums``). Such a sum is
+  no relay: its parts are synapse sets into the neuron's cores (the Lava lowering connects them to
+  the neuron's input port), and the other parts (the feed-forward synapse) belong to the neuron's
+  own layer. A ``feeds`` layer has no neurons; its SOPs are the work of the neuron's cores
+  (``cycles``, ``energy``).
+
 Each layer also carries ``per_step``: the same counts for every time step (``sops``,
 ``graded_sops``, ``attention_ops``, ``lut_reads``, ``neuron_updates``, ``active_updates``,
 ``spikes``; T entries each, per sample, summing to the layer's totals), ``active_updates``
@@ -86,6 +106,9 @@ class LayerCounts:
     analytic_sops: float            # input_rate x T x flops (0 for the first layer)
     macs: float                     # T x flops for the first layer (real-valued input), else 0
     first_layer: bool
+    #: a recurrent / bias synapse layer: the neuron node it feeds (its neurons, their cores and
+    #: updates are in that neuron's layer); None otherwise, and then not in ``as_dict``
+    feeds: str | None = None
     lut_reads: float = 0.0          # lookup-table reads (table-based attention ops)
     active_updates: float = 0.0     # neuron updates with a non-zero input current or a spike
     #: the counts of every time step (T entries each, per sample): see the module docstring
@@ -100,7 +123,8 @@ class LayerCounts:
         """JSON-ready (plain Python types)."""
         out = {}
         for key, value in vars(self).items():
-            if key == "totals" or (key == "detail" and not value):
+            if key == "totals" or (key == "detail" and not value) \
+                    or (key == "feeds" and value is None):
                 continue
             if key == "detail":
                 value = {k: float(v) for k, v in value.items()}
@@ -281,6 +305,13 @@ class _Values:
         elif isinstance(op, _SUMS):
             parts = [self(i) for i in self.graph[name].inputs]
             value = sum(parts[1:], parts[0])
+        elif isinstance(op, ir.Delay):    # y[t] = source[t - 1], nothing at the first step
+            x = self(op.source)
+            value = np.zeros_like(x)
+            value[:, 1:] = x[:, :-1]
+        elif isinstance(op, ir.AlwaysOn):
+            b, t = next(iter(self.outputs.values())).shape[:2]
+            value = np.ones((b, t) + self.graph.shape(name), dtype=np.int64)
         elif isinstance(op, ir.SpikeBroadcast):
             from .. import fixedpoint
 
@@ -296,9 +327,11 @@ class _Values:
 
 #: element-wise sums of their inputs (rebuilt when not recorded; relays on the chip)
 _SUMS = (ir.Add, ir.CurrentSum, ir.CoincidenceInput)
-#: structural nodes: no layer of their own
+#: structural nodes: no layer of their own (a Delay is a view of its source, one step late)
 _STRUCTURAL = (ir.Input, ir.Add, ir.CurrentSum, ir.Tokens, ir.Image, ir.Flatten, ir.Readout,
-               ir.SpikeBroadcast)
+               ir.SpikeBroadcast, ir.Delay)
+#: views: the value of their input, rearranged
+_VIEWS = (ir.Tokens, ir.Image, ir.Flatten)
 
 
 def _real_valued(graph: ir.Graph, name: str) -> bool:
@@ -357,12 +390,52 @@ def counting_rule(op) -> CountingRule | None:
 
 @dataclass(frozen=True)
 class LayerGroup:
-    """A layer as the counter and the mapper see it (from the graph alone, no activity)."""
+    """A layer as the counter and the mapper see it (from the graph alone, no activity).
+
+    ``feeds``: for a recurrent / bias synapse layer, the neuron it drives (module docstring)."""
 
     name: str
     kind: str
     synapses: tuple[str, ...]
     neuron: str | None
+    feeds: str | None = None
+
+
+def synapse_source_kind(graph: ir.Graph, name: str) -> str | None:
+    """"recurrent" when the one-input synapse ``name`` reads an ``ir.Delay``, "bias" when it
+    reads an ``ir.AlwaysOn`` (through views), else None."""
+    node = graph[name]
+    if len(node.inputs) != 1 or counting_rule(node.op) is None:
+        return None
+    src = node.inputs[0]
+    while isinstance(graph[src].op, _VIEWS):
+        src = graph[src].inputs[0]
+    if isinstance(graph[src].op, ir.Delay):
+        return "recurrent"
+    if isinstance(graph[src].op, ir.AlwaysOn):
+        return "bias"
+    return None
+
+
+def dendritic_sums(graph: ir.Graph) -> dict[str, str]:
+    """``CurrentSum`` node -> the ``LoihiLIF`` whose dendrite it is: a sum read by that neuron
+    alone, whose parts are distinct neurocore synapses read by the sum alone, one of them a
+    recurrent or bias synapse. Its parts are synapse sets into the neuron's cores (no relay)."""
+    out = {}
+    for node in graph:
+        if not isinstance(node.op, ir.LoihiLIF) or len(node.inputs) != 1:
+            continue
+        src = graph[node.inputs[0]]
+        if not isinstance(src.op, ir.CurrentSum) or len(graph.users(src.name)) != 1:
+            continue
+        parts = src.inputs
+        rules = [counting_rule(graph[p].op) for p in parts]
+        if len(set(parts)) == len(parts) \
+                and all(r is not None and r.kind != "attention" for r in rules) \
+                and all(len(graph.users(p)) == 1 for p in parts) \
+                and any(synapse_source_kind(graph, p) for p in parts):
+            out[src.name] = node.name
+    return out
 
 
 def layer_groups(graph: ir.Graph) -> list[LayerGroup]:
@@ -370,27 +443,46 @@ def layer_groups(graph: ir.Graph) -> list[LayerGroup]:
 
     A feeder (an op with a counting rule) belongs to the neuron it feeds when that is its only user;
     otherwise it is a layer of its own. A ``SpikeMaxPool`` is a layer ("pool"). Structural nodes
-    (input, sums, tokens, readout) are not layers; any other op is an error (not quantized).
+    (input, sums, tokens, readout, delays) are not layers; any other op is an error (not
+    quantized). An ``AlwaysOn`` is a population ("always-on"); a recurrent or bias synapse that
+    feeds one neuron (directly or through its dendritic sum) is a layer of its own with ``feeds``
+    set (module docstring).
     """
+    dendrites = dendritic_sums(graph)
     owner: dict[str, str] = {}
+    inputs: dict[str, list[str]] = {}   # neuron -> the synapses and other values it reads
     for node in graph:
         if isinstance(node.op, ir.LoihiLIF):
+            inputs[node.name] = [p for src in node.inputs
+                                 for p in (graph[src].inputs if src in dendrites else [src])]
             for src in node.inputs:
+                if src in dendrites:
+                    for part in graph[src].inputs:
+                        owner[part] = node.name
+                    continue
                 users = graph.users(src)
                 if counting_rule(graph[src].op) is not None and len(users) == 1 \
                         and users[0].inputs.count(src) == 1:
                     owner[src] = node.name
+    apart = {s: synapse_source_kind(graph, s) for s in owner}
+    apart = {s: kind for s, kind in apart.items() if kind}   # recurrent / bias: layers apart
     groups = []
     for node in graph:
         op, rule = node.op, counting_rule(node.op)
         if isinstance(op, ir.LoihiLIF):
-            feeders = [s for s in node.inputs if owner.get(s) == node.name]
+            feeders = [s for s in inputs[node.name]
+                       if owner.get(s) == node.name and s not in apart]
             kinds = list(dict.fromkeys(counting_rule(graph[s].op).kind for s in feeders))
             groups.append(LayerGroup(node.name, "+".join(kinds) or "neuron", tuple(feeders),
                                      node.name))
         elif rule is not None:
-            if node.name not in owner:  # counted on its own (feeds no single neuron)
+            if node.name in apart:      # a recurrent / bias synapse into its neuron's cores
+                groups.append(LayerGroup(node.name, apart[node.name], (node.name,), None,
+                                         feeds=owner[node.name]))
+            elif node.name not in owner:  # counted on its own (feeds no single neuron)
                 groups.append(LayerGroup(node.name, rule.kind, (node.name,), None))
+        elif isinstance(op, ir.AlwaysOn):
+            groups.append(LayerGroup(node.name, "always-on", (), node.name))
         elif isinstance(op, ir.SpikeMaxPool):
             groups.append(LayerGroup(node.name, "pool", (node.name,), node.name))
         elif isinstance(op, _STRUCTURAL):
@@ -402,8 +494,9 @@ def layer_groups(graph: ir.Graph) -> list[LayerGroup]:
     return groups
 
 
-#: nodes whose values are no message of their own (views, broadcasts, the host's readout)
-_NO_MESSAGES = (ir.Tokens, ir.Image, ir.Flatten, ir.SpikeBroadcast, ir.Readout)
+#: nodes whose values are no message of their own (views, broadcasts, the host's readout, delays:
+#: the source's spikes, routed back)
+_NO_MESSAGES = (ir.Tokens, ir.Image, ir.Flatten, ir.SpikeBroadcast, ir.Readout, ir.Delay)
 
 
 def _step_nonzero(x: np.ndarray) -> np.ndarray:
@@ -561,15 +654,16 @@ class _Counter:
         node = self.graph[name]
         if isinstance(node.op, ir.LoihiLIF):
             active = fired | (self.values(node.inputs[0]) != 0)
-        else:  # an OR (max-pool) neuron is active exactly when some input of its window spiked
-            active = fired
+        else:  # an OR (max-pool) neuron is active exactly when some input of its window spiked;
+            active = fired  # an always-on neuron fires (and is active) at every step
         return dict(neurons=neurons, neuron_updates=neurons * self.steps * self.samples,
                     spikes=int(np.count_nonzero(fired)), active_updates=int(active.sum()),
                     steps=dict(neuron_updates=np.full(self.steps, neurons * self.samples),
                                spikes=_step_nonzero(fired), active_updates=_step_nonzero(active)))
 
     def layer(self, name: str, kind: str, synapses: list[str], neuron: str | None,
-              parts: list[dict], neuron_part: dict | None) -> LayerCounts:
+              parts: list[dict], neuron_part: dict | None,
+              feeds: str | None = None) -> LayerCounts:
         totals = {key: sum(int(p.get(key, 0)) for p in parts) for key in STEP_KEYS}
         neuron_part = neuron_part or dict(neurons=0, neuron_updates=0, spikes=0,
                                           active_updates=0, steps={})
@@ -602,7 +696,7 @@ class _Counter:
             flops=sum(p["flops"] for p in parts),
             analytic_sops=float(sum(p["analytic"] for p in parts)),
             macs=float(sum(p["macs"] for p in parts)),
-            first_layer=any(p["first"] for p in parts),
+            first_layer=any(p["first"] for p in parts), feeds=feeds,
             lut_reads=totals["lut_reads"] / b, active_updates=totals["active_updates"] / b,
             per_step={key: value / b for key, value in steps.items()}, totals=totals,
             detail={key: value / b for key, value in detail.items()})
@@ -662,7 +756,7 @@ class _Counter:
                     layers.extend(part.pop("populations", ()))
             neuron = self.neuron(group.neuron) if group.neuron else None
             layers.append(self.layer(group.name, group.kind, list(group.synapses), group.neuron,
-                                     parts, neuron))
+                                     parts, neuron, group.feeds))
         maps, steps = self.events()
         return ActivityCounts(layers, self.samples, self.steps, self.count_zero_weights,
                               event_maps=maps, event_steps=steps)

@@ -19,11 +19,16 @@ neuron; accumulators (synapses with no neuron of their own) update every neuron 
 non-zero sums. A DS2TA gate population does its counted work plus its phase: every phase spike
 (one per step t >= m) is a unit-synapse SOP in every gate neuron, and makes that update active
 (the counts keep these events out of the SOPs, in ``tap<m>_phase_events``). A spike generator
-(a phase source, on the x86 cores) costs ``messages x t_x86_message`` on one x86 core.
+(a phase source, on the x86 cores) costs ``messages x t_x86_message`` on one x86 core. The
+recurrent and bias synapse layers of a neuron (``LayerCounts.feeds``) are synapse sets in its
+cores: their SOPs are work of the neuron's population. An always-on population (a bias axon)
+updates and spikes at every step.
 
 Samples are pipelined back to back (as in the Lava lowering): throughput = 1 / (T x step),
 and one sample's latency = (T + pipeline depth) x step, where the depth counts the synaptic
-delay into every population on the longest path (relays and x86 attention included).
+delay into every population on the longest path (relays and x86 attention included; recurrent
+connections are back edges, not on the path, and an always-on population is a source like the
+host's input).
 """
 from __future__ import annotations
 
@@ -101,6 +106,14 @@ def layer_of(counts: ActivityCounts, pop: Population):
     return None
 
 
+def fed_layers(counts: ActivityCounts, layer) -> list:
+    """The recurrent / bias synapse layers that feed ``layer``'s neurons (their synapses sit in
+    the cores of ``layer``'s population)."""
+    if layer is None or layer.neuron is None:
+        return []
+    return [lc for lc in counts.layers if lc.feeds is not None and lc.feeds == layer.neuron]
+
+
 def population_work(pop: Population, counts: ActivityCounts, traffic: Traffic,
                     mapping: Mapping) -> PopulationWork:
     t = counts.steps
@@ -129,6 +142,9 @@ def population_work(pop: Population, counts: ActivityCounts, traffic: Traffic,
                               zero)
     ps = {k: np.asarray(v, dtype=float) for k, v in layer.per_step.items()}
     sops = ps["sops"] - ps["attention_ops"]
+    for fed in fed_layers(counts, layer):   # recurrent and bias synapses into these neurons
+        sops = sops + np.asarray(fed.per_step["sops"], dtype=float) \
+            - np.asarray(fed.per_step["attention_ops"], dtype=float)
     if layer.neuron is None and not layer.neurons:  # an accumulator: graded neurons that send
         sends = counts.event_steps[pop.output] / b  # the synapses' sums
         return PopulationWork(sops, sends, pop.neurons - sends, sends, out, incoming, zero, zero)
@@ -162,8 +178,8 @@ def barrier_seconds(mapping: Mapping, timing) -> float:
 def pipeline_depth(mapping: Mapping) -> int:
     depth: dict[str, int] = {HOST: 0}
     for pop in mapping.populations:
-        depth[pop.name] = pop.pipeline_steps + max((depth.get(f.source, 0) for f in pop.feeders),
-                                                   default=0)
+        depth[pop.name] = pop.pipeline_steps + max(
+            (depth.get(f.source, 0) for f in pop.feeders if not f.recurrent), default=0)
     return max(depth.values())
 
 

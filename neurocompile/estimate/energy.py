@@ -34,7 +34,9 @@ them):
 Per-layer figures hold the terms a layer causes (its messages are charged to it as the sender);
 relays (residual sums), the host's input injection and the two global terms (barrier, static) are
 listed in ``other``. DS2TA's gates are layers of their own (with their phase SOPs, see
-``cycles``); a phase source's messages are charged to the gate it drives.
+``cycles``); a phase source's messages are charged to the gate it drives. A neuron's recurrent and
+bias synapse layers (``LayerCounts.feeds``) are charged their own SOPs (their synaptic events in
+the neuron's cores); the rest of the neuron population's terms go to the neuron's layer.
 """
 from __future__ import annotations
 
@@ -171,7 +173,7 @@ def _traffic_terms(sent: dict[str, float], k: dict[str, float]) -> dict[str, flo
 
 def _per_event(counts: ActivityCounts, name: str, spec: dict, mapping, traffic,
                cycles) -> EnergyEstimate:
-    from .cycles import layer_of
+    from .cycles import fed_layers, layer_of
 
     k = _per_event_constants(name, spec)
     per_layer_terms: dict[str, dict[str, float]] = {
@@ -199,6 +201,10 @@ def _per_event(counts: ActivityCounts, name: str, spec: dict, mapping, traffic,
         else:
             layer = layer_of(counts, pop)
             owner = layer.name if layer is not None else None
+            for fed in fed_layers(counts, layer):   # recurrent / bias synapses: their own SOPs
+                joules = (fed.sops - fed.attention_ops) * k["joules_per_sop"]
+                per_layer_terms[fed.name]["synaptic_ops"] += joules
+                terms["synaptic_ops"] -= joules
         table = per_layer_terms[owner] if owner is not None else \
             other.setdefault(f"{pop.name} ({pop.kind})", {})
         for key, value in terms.items():

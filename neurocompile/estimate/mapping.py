@@ -36,6 +36,21 @@ Populations (what occupies cores)
       of its own into the layer's neurons (tap 0 from the input, tap m from its gate): each
       stores its own copy of the mantissas (its weight exponent differs, and the stored format
       carries it), so memory and fan-in are charged per tap;
+    * recurrent connections: a synapse that reads an ``ir.Delay`` reads its SOURCE population's
+      spikes (the Delay is a view of the source, like Flatten / Tokens, resolved once every
+      population exists: the source comes later in the graph). It is a synapse set of the neurons
+      it feeds (their synaptic memory and input axons) and a destination of the source (its
+      output routes); the feeder is marked ``recurrent`` (a back edge: no pipeline step). Since
+      a population's routes then depend on its own split (a neuron feeding itself) or on a
+      consumer mapped after it, splitting repeats until no split changes, the back edges' routes
+      taken from the previous round's splits;
+    * an ``ir.AlwaysOn`` (a CUBA neuron's synapse-bias axon) is a population of always-on
+      neurons (kind "always-on", one neuron per element: one for a vector layer) with no input,
+      on cores of its own like every population (no pipeline step: a source, like the input);
+      its bias synapse is a synapse set of the neurons it feeds, and routes to their cores;
+    * a neuron's dendritic sum (``counts.dendritic_sums``: the ``CurrentSum`` of its
+      feed-forward, recurrent and bias synapses) is no relay: every part is a synapse set of the
+      neuron's population, as in the Lava lowering;
 
 Cost model of one core holding ``m`` channels x ``q`` positions of a population (C channels,
 S positions: S = H*W of an image in row-major order, or N tokens; cores never hold two layers)
@@ -76,7 +91,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import NeurocompileError
-from .counts import counting_rule, layer_groups
+from .counts import counting_rule, dendritic_sums, layer_groups
 
 HOST = "host"
 #: the unit of a spike generator on the embedded x86 cores (DS2TA's phase sources)
@@ -112,6 +127,7 @@ class Feeder:
     groups: int = 1
     group: int = 1             # channels per head (headsum, bcast_heads)
     delay: int = 0             # synaptic delay in steps (DS2TA's delayed taps)
+    recurrent: bool = False    # reads the source one step late (an ir.Delay): a back edge
 
     # -- cost per core ----------------------------------------------------------------------
     def synapses(self, m: int) -> int:
@@ -420,14 +436,19 @@ class _Builder:
         self.steps = steps                    # T, when known (DS2TA maps only the taps m < T)
         self.pops: list[Population] = []
         self.by_output: dict[str, str] = {}   # graph node -> sending population
+        self.built = False                    # every population exists (Delays resolvable)
 
     def resolve(self, name: str) -> str:
-        """The population (or HOST) whose messages carry the value of node ``name``."""
+        """The population (or HOST) whose messages carry the value of node ``name``. A Delay's
+        source is mapped later: until ``build`` ends, the Delay's own name stands for it (then
+        ``_resolve_delays`` replaces it and marks the feeder recurrent)."""
         op = self.graph[name].op
         if isinstance(op, (ir.Tokens, ir.Image, ir.Flatten)):
             return self.resolve(self.graph[name].inputs[0])
         if isinstance(op, ir.Input):
             return HOST
+        if isinstance(op, ir.Delay):
+            return self.resolve(op.source) if self.built else name
         if name not in self.by_output:
             raise NeurocompileError(f"{name}: no population sends this value (cannot map "
                                     f"{type(op).__name__} here)")
@@ -464,7 +485,13 @@ class _Builder:
 
     def build(self) -> list[Population]:
         graph = self.graph
-        groups = {g.neuron or g.name: g for g in layer_groups(graph)}
+        every = layer_groups(graph)
+        groups = {g.neuron or g.name: g for g in every if g.feeds is None}
+        fed: dict[str, list[str]] = {}       # neuron -> its recurrent / bias synapses
+        for g in every:
+            if g.feeds is not None:
+                fed.setdefault(g.feeds, []).extend(g.synapses)
+        dendrites = dendritic_sums(graph)    # no relays: their parts feed the neuron directly
         for node in graph:
             op = node.op
             for cls in type(op).__mro__:      # populations the op's realisation adds
@@ -478,7 +505,7 @@ class _Builder:
                 self.add(Population(node.name, "attention", "x86", node.name, c, s,
                                     [Feeder("unit", self.resolve(i), None) for i in node.inputs],
                                     heads=int(getattr(op, "heads", 1))))
-            if isinstance(op, _RELAYS):
+            if isinstance(op, _RELAYS) and node.name not in dendrites:
                 c, s, _ = _cs(graph.shape(node.name))
                 self.add(Population(node.name, "relay", "neurocore", node.name, c, s,
                                     [self.operand(i, node.name) for i in node.inputs]))
@@ -487,7 +514,8 @@ class _Builder:
                 continue
             c, s, _ = _cs(graph.shape(node.name))
             feeders = []
-            for syn in group.synapses:
+            owned = list(group.synapses) + fed.get(node.name, [])
+            for syn in owned:
                 if getattr(counting_rule(graph[syn].op), "kind", "") == "attention":
                     # x86 products arrive through one unit synapse per neuron
                     feeders.append(self.operand(syn, node.name))
@@ -495,15 +523,28 @@ class _Builder:
                     feeders += self.feeders(graph[syn])
             if isinstance(op, ir.LoihiLIF):  # inputs not owned: a sum, a shared synapse, ...
                 feeders += [self.operand(i, node.name) for i in node.inputs
-                            if i not in group.synapses]
+                            if i not in owned and i not in dendrites]
             taken = {p.name for p in self.pops}
             name = group.name if group.name not in taken else f"{group.name}.neurons"
             kind = group.kind if group.neuron is not None else f"{group.kind} (accumulator)"
-            self.add(Population(name, kind, "neurocore", node.name, c, s, feeders))
+            # an always-on population is a source (no input), on no data path: like the host's
+            # input, it adds no step to the pipeline depth
+            self.add(Population(name, kind, "neurocore", node.name, c, s, feeders,
+                                pipeline_steps=0 if isinstance(op, ir.AlwaysOn) else 1))
+        self.built = True
+        self._resolve_delays()
         out = graph[graph.output]
         self.readout_source = self.resolve(out.inputs[0] if isinstance(out.op, ir.Readout)
                                            else graph.output)
         return self.pops
+
+    def _resolve_delays(self) -> None:
+        """Feeders that read a Delay: from the Delay's source population, marked recurrent."""
+        for pop in self.pops:
+            for f in pop.feeders:
+                if f.source in self.graph.nodes and isinstance(self.graph[f.source].op,
+                                                               ir.Delay):
+                    f.source, f.recurrent = self.resolve(f.source), True
 
 
 def _conv_feeders(builder: _Builder, node: ir.Node) -> list[Feeder]:
@@ -663,10 +704,12 @@ def _split(pop: Population, limits: _Limits) -> None:
     pop.binding = " + ".join(sorted(reasons)) or "neurons"
 
 
-def _add_routes(consumer: Population, pops: dict[str, Population], readout: str | None) -> None:
-    """Add the consumer's destinations to the output routes of every population feeding it."""
+def _add_routes(consumer: Population, pops: dict[str, Population], readout: str | None,
+                recurrent: bool | None = None) -> None:
+    """Add the consumer's destinations to the output routes of every population feeding it
+    (``recurrent``: only the recurrent feeders (True), only the others (False), all (None))."""
     for f in consumer.feeders:
-        if f.source == HOST:
+        if f.source == HOST or (recurrent is not None and f.recurrent != recurrent):
             continue
         src = pops[f.source]
         if src.routes is None:
@@ -679,6 +722,41 @@ def _add_routes(consumer: Population, pops: dict[str, Population], readout: str 
         # a Flatten between them: the (C*S, 1) routes of the flat vector are the sender's (C, S)
         # in row-major order (flat index c * S + s)
         src.routes += np.outer(per_ch, per_pos).reshape(src.routes.shape)
+
+
+#: rounds of splitting a graph with recurrent connections may take before its splits settle
+_MAX_ROUNDS = 16
+
+
+def _split_all(pops: list[Population], by_name: dict[str, Population], readout: str,
+               limits: _Limits) -> None:
+    """Split every neurocore population, consumers before their sources (their routes are the
+    sources' fan-out). Back edges (recurrent feeders) reach a source split before its consumer:
+    their routes come from the previous round's splits, and rounds repeat until no split
+    changes (one round without recurrent feeders)."""
+    recurrent = any(f.recurrent for p in pops for f in p.feeders)
+    previous = None
+    for _ in range(_MAX_ROUNDS):
+        for pop in pops:
+            pop.routes = None
+        if readout != HOST:
+            src = by_name[readout]
+            src.routes = np.ones((src.channels, src.positions))  # one route each to the host
+        if previous is not None:            # back edges, from the previous round's splits
+            for pop in pops:
+                _add_routes(pop, by_name, readout, recurrent=True)
+        for pop in reversed(pops):          # consumers before their sources (fan-out routes)
+            if pop.unit == "neurocore":
+                _split(pop, limits)
+            _add_routes(pop, by_name, readout, recurrent=False if recurrent else None)
+        if not recurrent:
+            return
+        splits = [(p.channel_chunk, p.position_chunk, p.input_splits) for p in pops]
+        if splits == previous:
+            return
+        previous = splits
+    raise NeurocompileError(f"the splits of the recurrent populations do not settle in "
+                            f"{_MAX_ROUNDS} rounds (their output routes depend on their splits)")
 
 
 def map_graph(graph: ir.Graph, target, steps: int | None = None) -> Mapping:
@@ -710,13 +788,7 @@ def _map_graph(graph: ir.Graph, target, steps: int | None) -> Mapping:
     builder = _Builder(graph, steps)
     pops = builder.build()
     by_name = {p.name: p for p in pops}
-    if builder.readout_source != HOST:
-        src = by_name[builder.readout_source]
-        src.routes = np.ones((src.channels, src.positions))  # one route each to the host
-    for pop in reversed(pops):              # consumers before their sources (fan-out routes)
-        if pop.unit == "neurocore":
-            _split(pop, limits)
-        _add_routes(pop, by_name, builder.readout_source)
+    _split_all(pops, by_name, builder.readout_source, limits)
     core = 0
     for pop in pops:
         if pop.unit == "neurocore":

@@ -42,6 +42,15 @@ DS2TA_MAPPING_NOTE = (
     "every tap stores its own copy of the weight mantissas (its exponent differs) and its own "
     "input axons in the cores of the layer it feeds. Each phase spike is a SOP in every gate "
     "neuron in the cycle and per-event energy estimates (the counts list it in the detail).")
+RECURRENT_NOTE = (
+    "Recurrent connections and synapse biases: a recurrent synapse (kind 'recurrent', feeds: "
+    "the neuron it drives) reads its source population's spikes one step late (none at a "
+    "sample's first step), so its SOPs are those spikes x their fan-out; a bias synapse (kind "
+    "'bias') reads an always-on population (kind 'always-on': neurons that spike at every step, "
+    "not the network input), so its SOPs are its fan-out x T. Both are layers of their own with "
+    "no neurons: their synapses sit in the cores of the neuron they feed (no relay for the "
+    "neuron's current sum), and the recurrent synapse's messages are its source's spikes, routed "
+    "back (a back edge: no pipeline step).")
 MAPPING_NOTES = [
     "Mapping: one layer per set of cores; a core holds m channels x q positions within the "
     "neuron budget, its synaptic memory (weights shared across the positions of a core, stored "
@@ -127,6 +136,8 @@ def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate
         "layers": layers,
         "notes": list(NOTES),
     }
+    if any(layer.feeds is not None or layer.kind == "always-on" for layer in counts.layers):
+        report["notes"].append(RECURRENT_NOTE)
     if mapping is not None:
         report["mapping"] = mapping.as_dict()
         report["mapping"]["summary"] = mapping.summary()
