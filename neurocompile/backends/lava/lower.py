@@ -36,7 +36,15 @@ Mapping (stock Lava processes wherever the math allows):
   the reference element ``order[i]`` (Lava's (W, H, C) layout is not torch's (C, H, W)), so the
   ``IntLinear`` reading it takes its weight columns in that order, ``W[:, order]``;
 * ``Input`` -> a ``RingBuffer`` source sending each image T times (a temporal input: its T frames,
-  one per step); ``Readout`` runs on the host.
+  one per step); ``Readout`` runs on the host;
+* ``AlwaysOn`` (a CUBA neuron's synapse-bias axon) -> a stock ``LIF`` with no input and no memory
+  whose bias crosses vth 0 at every step: a spike at every Lava step from step 1 (depth 0);
+* ``Delay`` -> no process: an ``IntLinear`` (vectors) reading the ``Delay`` of neurons ``lif``
+  that feeds ``lif`` itself (through ``CurrentSum``) is the custom ``RecurrentSparse`` from
+  ``lif``'s spikes back into its input. A synapse already delivers one step late, which is the
+  ``Delay``; the process sends nothing at the step ``lif`` resets (a sample's first step sees no
+  spikes of the sample before). It takes no part in the depth alignment. Longer cycles (a
+  ``Delay`` feeding other neurons) are refused: they cannot be aligned in a pipelined network.
 
 Timing: every synapse delays by one step, so the value of logical step t of sample s at a node of
 depth d appears at Lava step ``s*T + t + 1 + d``. Samples follow each other without gaps; the
@@ -98,6 +106,8 @@ class _Builder:
         self._delayed: dict[tuple[int, int, tuple], object] = {}
         #: synapse processes' output ports (by id) -> their node, to rebuild them at a later depth
         self.synapse_outputs: dict[int, ir.Node] = {}
+        #: neurons -> the synapses reading their Delay, built with them (``recurrent_synapse``)
+        self.recurrent: dict[str, list[ir.Node]] = {}
 
     # -- shapes and layouts ---------------------------------------------------------------------
     def shape_of(self, name: str) -> tuple[int, ...]:
@@ -177,7 +187,8 @@ class _Builder:
             if isinstance(node.op, ir.Input) else 0
 
     def input_depth(self, names: list[str]) -> int:
-        return max(d for name in names for _, d in self.out.ports[name])
+        """The latest part's depth (0 if none: a neuron fed only by its recurrent synapse)."""
+        return max((d for name in names for _, d in self.out.ports[name]), default=0)
 
     def connect_inputs(self, names: list[str], in_port, shape, depth: int | None = None) -> int:
         """Connect every part of the named inputs to ``in_port``, aligned at ``depth`` (default:
@@ -227,6 +238,8 @@ class _Builder:
         from lava.proc.conv.process import Conv
 
         op = node.op
+        if isinstance(self.graph[node.inputs[0]].op, ir.Delay):
+            return self.defer_recurrent(node)
         if op.weight_exp != 0:
             raise GraphError(f"{node.name}: Lava's Conv model has no weight exponent")
         in_shape = self.shape_of(node.inputs[0])
@@ -269,8 +282,76 @@ class _Builder:
         proc = self.add_proc(LIFResetSubtract(vsub=op.vsub, **params) if op.vsub
                              else LIFReset(**params))
         self.connect_inputs(node.inputs, proc.a_in, self.shape_of(node.name))
+        for synapse in self.recurrent.pop(node.name, []):
+            self.recurrent_synapse(synapse, proc, params["reset_offset"])
         self.out.probes[node.name] = proc.s_out
         return [(proc.s_out, depth)]
+
+    def always_on(self, node: ir.Node):
+        """``AlwaysOn`` -> a stock LIF with no input and no memory (du = dv = 4095) whose bias 1
+        exceeds vth 0 at every step: a spike at every Lava step from step 1 (depth 0)."""
+        from lava.proc.lif.process import LIF
+
+        shape = self.graph.shape(node.name)
+        if len(shape) == 2:  # (N, 1) tokens, all ones: Lava's token order changes nothing
+            self.out.grid[node.name] = (shape[0], 1)
+        proc = self.add_proc(LIF(shape=self.shape_of(node.name), du=4095, dv=4095, vth=0,
+                                 bias_mant=1, name=node.name))
+        return [(proc.s_out, 0)]  # not probed: runs compare populations, not ones
+
+    def delay(self, node: ir.Node):
+        """``Delay`` -> no process: the synapses reading it are built with its source neurons
+        (``recurrent_synapse``). Checks here that each of them feeds back into those neurons."""
+        op: ir.Delay = node.op
+        if len(op.shape) != 1:
+            raise GraphError(f"{node.name}: delays {op.source}'s spikes of shape {op.shape}; "
+                             "Lava's recurrent synapses connect vectors only")
+        for user in self.graph.users(node.name):
+            if not isinstance(user.op, ir.IntLinear):
+                raise GraphError(f"{user.name}: reads the Delay {node.name} but is not a Linear; "
+                                 "in Lava a Delay can only feed a synapse")
+            fed = self.neurons_fed(user.name)
+            if fed != {op.source} or not isinstance(self.graph[op.source].op, ir.LoihiLIF):
+                raise GraphError(f"{user.name}: a recurrent synapse from {op.source} into "
+                                 f"{', '.join(sorted(fed)) or 'no neurons'}; in Lava it must feed "
+                                 f"back into the neurons {op.source} themselves (a longer cycle "
+                                 "cannot be aligned in a pipelined network)")
+        return []
+
+    def neurons_fed(self, name: str) -> set[str]:
+        """The nodes whose input current includes synapse ``name`` (through ``CurrentSum``)."""
+        return {fed for user in self.graph.users(name)
+                for fed in (self.neurons_fed(user.name) if isinstance(user.op, ir.CurrentSum)
+                            else [user.name])}
+
+    def defer_recurrent(self, node: ir.Node):
+        """A synapse reading a Delay: no port of its own (it takes no part in the depth
+        alignment); built with the Delay's source neurons, which it feeds (``delay`` checked)."""
+        source = self.graph[node.inputs[0]].op.source
+        self.recurrent.setdefault(source, []).append(node)
+        return []
+
+    def recurrent_synapse(self, node: ir.Node, neurons, reset_offset: int) -> None:
+        """``RecurrentSparse`` from ``neurons``' spikes back into their input port. Sparse sends
+        at step k what it received at k - 1: one logical step late, the Delay, whatever the
+        neurons' depth; it sends nothing at the step the neurons reset (``reset_offset``)."""
+        from lava.utils.weightutils import SignMode
+        from scipy.sparse import csr_matrix
+
+        from .processes.recurrent import RecurrentSparse
+
+        weight = node.op.weight
+        # Lava's Sparse clips to 8 bits and, mixed-sign, drops the LSB: exact for Loihi's
+        # mixed-sign weights; MIXED forced (the inferred mode would clip -256 when all are <= 0)
+        if weight.min() < -256 or weight.max() > 254 or np.any(weight % 2):
+            raise GraphError(f"{node.name}: weights must be even and in [-256, 254] (Loihi's "
+                             f"mixed-sign 8-bit weights), got [{weight.min()}, {weight.max()}]")
+        proc = self.add_proc(RecurrentSparse(
+            weights=csr_matrix(weight.astype(np.int32)), weight_exp=int(node.op.weight_exp),
+            sign_mode=SignMode.MIXED, num_message_bits=0, reset_interval=self.steps,
+            reset_offset=reset_offset, name=node.name))
+        neurons.s_out.flatten().connect(proc.s_in)
+        proc.a_out.reshape(neurons.a_in.shape).connect(neurons.a_in)
 
     def max_pool(self, node: ir.Node):
         from lava.proc.conv.process import Conv
@@ -344,7 +425,8 @@ class _Builder:
                      ir.IntLinear: self.synapse, ir.LoihiLIF: self.lif,
                      ir.SpikeMaxPool: self.max_pool, ir.IntSSA: self.ssa,
                      ir.Flatten: self.flatten, ir.CurrentMaxPool: self.current_max_pool,
-                     ir.PositionSum: self.position_sum}
+                     ir.PositionSum: self.position_sum, ir.AlwaysOn: self.always_on,
+                     ir.Delay: self.delay}
         lowerings.update({op: functools.partial(lower_op, self)
                           for op, lower_op in MAP_ATTENTION_LOWERINGS.items()})
         lowerings.update({op: functools.partial(lower_op, self)
@@ -375,7 +457,8 @@ class _Builder:
                 self.out.ports[node.name] = lowerings[type(op)](node)
             else:
                 raise GraphError(f"{node.name}: no Lava lowering for {type(op).__name__}")
-            self.out.depth[node.name] = self.input_depth([node.name])
+            if self.out.ports[node.name]:  # not a Delay or a recurrent synapse
+                self.out.depth[node.name] = self.input_depth([node.name])
         return self.out
 
 
