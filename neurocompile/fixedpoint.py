@@ -25,12 +25,21 @@ V_LIMIT = STATE_HALF - 1
 
 def decay(x: np.ndarray, d: int) -> np.ndarray:
     """Multiply by (4096 - d) / 4096, truncating toward zero, as Loihi's 12-bit decay does."""
+    if d <= 0:
+        return x.astype(np.int64)
+    if d >= DECAY_UNITY:
+        return np.zeros(np.shape(x), dtype=np.int64)
     prod = x.astype(np.int64) * (DECAY_UNITY - d)
-    return np.sign(prod) * (np.abs(prod) >> DECAY_SHIFT)
+    # truncation toward zero: a floor shift after adding 4095 to the negative products
+    prod += (prod >> 63) & (DECAY_UNITY - 1)
+    prod >>= DECAY_SHIFT
+    return prod
 
 
 def wrap_current(u: np.ndarray) -> np.ndarray:
     """Lava's 24-bit wrap of the current u (values above 2**23 or at/below -2**23 wrap)."""
+    if u.size == 0 or (u.max() <= STATE_HALF and u.min() > -STATE_HALF):
+        return u  # the common case: nothing to wrap (two reductions, no copies)
     wrapped = np.where(u > STATE_HALF, u - 2 * STATE_HALF, u)
     return np.where(wrapped <= -STATE_HALF, u + 2 * STATE_HALF, wrapped)
 
@@ -49,10 +58,19 @@ def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, *, du: int, dv: int
     ``bias`` is the effective bias (mantissa already shifted by its exponent), broadcast against v.
     A spike resets v to 0, or subtracts ``vsub`` from it when ``vsub > 0`` (soft reset).
     """
-    u = wrap_current(decay(u, du + 1) + (a_in.astype(np.int64) << ACT_SHIFT))
-    v = np.clip(decay(v, dv) + u + bias, -V_LIMIT, V_LIMIT)
+    u = decay(u, du + 1)
+    u += a_in.astype(np.int64) << ACT_SHIFT
+    u = wrap_current(u)
+    v = decay(v, dv)
+    v += u
+    v += bias
+    if v.size and (v.max() > V_LIMIT or v.min() < -V_LIMIT):
+        np.clip(v, -V_LIMIT, V_LIMIT, out=v)
     spikes = v > (np.int64(vth) << ACT_SHIFT)
-    v = np.where(spikes, v - vsub if vsub else 0, v)
+    if vsub:
+        v -= spikes * np.int64(vsub)
+    else:
+        v[spikes] = 0
     return u, v, spikes.astype(np.int64)
 
 
