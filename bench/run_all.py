@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run every benchmark (export, reference) and print one summary table of ratios.
+"""Run every benchmark (export, reference, Lava yardstick) and print one summary table of ratios.
 
 Each benchmark runs as its own subprocess (``bench_*.py --json FILE``, its progress and report
 stream through); this script then reads the JSON files and prints the summary.
@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))
 
 import _common as C  # noqa: E402
 
-BENCHMARKS = ("export", "reference")
+BENCHMARKS = ("export", "reference", "lava_yardstick")
 
 
 def run_benchmark(name: str, args, json_path: Path) -> dict:
@@ -64,12 +64,22 @@ def summary_rows(results: dict) -> list[list[str]]:
                          f"{runs['torch']['samples_per_s']:.1f}/s",
                          f"{1.0 / r[ratio_key]:.2f}", C.slower_faster(1.0 / r[ratio_key]),
                          f"{best:.2f}"])
+    for r in results.get("lava_yardstick", {}).get("results", []):
+        ours = r["neurocompile"]["seconds_per_step"]
+        for key, label in (("yardstick", "stock Conv/Dense + LIF"),
+                           ("yardstick_fast_conv", "the same, vectorised Conv model")):
+            ratio = ours / r[key]["seconds_per_step"]
+            rows.append([r["model"], f"Lava per step vs {label}", C.fmt_s(ours),
+                         C.fmt_s(r[key]["seconds_per_step"]), f"{ratio:.2f}",
+                         C.slower_faster(ratio), "-"])
     return rows
 
 
 def _contention(result: dict) -> str | None:
     entries = []
     for r in result.get("results", []):
+        if "runs" not in r and "onnx" not in r:
+            continue  # the Lava yardstick does not sample the other processes' load
         parts = r["runs"].items() if "runs" in r else \
             ((k, r[k]) for k in ("neurocompile", "onnx"))
         entries += [{"others_cores": v["others_cores"], "what": f"{r['model']} {k}"}
@@ -79,8 +89,9 @@ def _contention(result: dict) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Run bench_export.py and bench_reference.py and print a summary table of "
-                    "the ratios each measured against its yardstick in this run.")
+        description="Run bench_export.py, bench_reference.py and bench_lava_yardstick.py and "
+                    "print a summary table of the ratios each measured against its yardstick in "
+                    "this run.")
     C.add_common_args(parser)
     parser.add_argument("--only", choices=BENCHMARKS, action="append",
                         help="run only this benchmark (repeatable; default: all)")
