@@ -39,6 +39,9 @@ GRAPH_FILE = "model.nir"
 SOURCE_FILE = "source.pt"
 SOURCE_GRAPH_FILE = "source.nir"
 MAX_MANIFEST_BYTES = 1 << 24
+#: a bundle file larger than this is refused before it is hashed or read (a Spikformer-4-384
+#: bundle's model.nir is about 40 MiB)
+MAX_FILE_BYTES = 1 << 31
 MAX_STEPS = 1024  # SpikformerConfig's limit on T
 
 
@@ -76,7 +79,9 @@ class Bundle:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The file's SHA-256, read in chunks (bounded memory whatever its size)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -199,6 +204,11 @@ def read_bundle(path: str | Path) -> Bundle:
             raise NeurocompileError(f"{path}: {name} is missing")
         if not isinstance(digest, str):
             raise NeurocompileError(f"{manifest_path}: the hash of {name} is not a string")
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise NeurocompileError(f"{path}: {name} holds {size} bytes, more than the "
+                                    f"{MAX_FILE_BYTES} a bundle file may (damaged or not a "
+                                    "neurocompile bundle?)")
         if _sha256(file) != digest:
             raise NeurocompileError(f"{path}: {name} does not match its hash in {MANIFEST} "
                                     "(the bundle was modified or damaged); re-export it")

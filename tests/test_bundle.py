@@ -77,3 +77,29 @@ def test_manifest_is_json_with_hashes(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     assert set(manifest["files"]) == {"model.nir", "source.pt"}
     assert read_nir(bundle_dir / "model.nir").output == "head"
+
+
+def test_oversized_files_are_refused_before_they_are_read(shipped, tmp_path, monkeypatch):
+    """A bundle file beyond the size limit is refused by its size, without being hashed or
+    loaded; hashing reads in chunks, so a large file costs no memory."""
+    import neurocompile.bundle as bundle_module
+
+    out = write_bundle(shipped, tmp_path / "b")
+    monkeypatch.setattr(bundle_module, "MAX_FILE_BYTES", 1000)
+    hashed = []
+    monkeypatch.setattr(bundle_module, "_sha256", lambda p: hashed.append(p) or "")
+    with pytest.raises(NeurocompileError, match=r"model.nir holds \d+ bytes, more than the 1000"):
+        read_bundle(out)
+    assert hashed == []
+
+
+def test_hashes_are_read_in_chunks(tmp_path):
+    import hashlib
+
+    from neurocompile.bundle import _sha256
+
+    big = tmp_path / "sparse.bin"
+    with open(big, "wb") as fh:  # 64 MiB, sparse on disk
+        fh.seek((64 << 20) - 1)
+        fh.write(b"\0")
+    assert _sha256(big) == hashlib.sha256(b"\0" * (64 << 20)).hexdigest()
