@@ -35,3 +35,17 @@ def test_wheel_is_self_contained(tmp_path):
              % str(site))
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=120,
                    env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+
+
+def test_the_command_line_imports_without_torch():
+    """``import neurocompile.cli`` (what the console script does before main() can handle a
+    Ctrl-C) loads neither torch nor Lava: the library's names load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, neurocompile.cli, neurocompile; "
+            "heavy = [m for m in ('torch', 'lava', 'nir', 'h5py') if m in sys.modules]; "
+            "assert not heavy, heavy; "
+            "assert neurocompile.read_bundle.__module__ == 'neurocompile.bundle'; "
+            "assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
