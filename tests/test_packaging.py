@@ -46,6 +46,6 @@ def test_the_command_line_imports_without_torch():
     code = ("import sys, neurocompile.cli, neurocompile; "
             "heavy = [m for m in ('torch', 'lava', 'nir', 'h5py') if m in sys.modules]; "
             "assert not heavy, heavy; "
-            "assert neurocompile.read_bundle.__module__ == 'neurocompile.bundle'; "
+            "assert neurocompile.compile.__module__ == 'neurocompile.compiler'; "
             "assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
