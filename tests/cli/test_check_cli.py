@@ -63,8 +63,8 @@ def test_every_problem_is_listed_with_its_module(files):
     assert payload["compiles"] is False and payload["input_shape"] == [2, 1, 8, 8]
     assert payload["problems"] == [  # in the order the forward meets them
         "Net: relu: not supported (no Loihi lowering is declared for this op)",
-        "lif2: Leaky(reset_mechanism='none') is not supported: use reset_mechanism='zero' (or a "
-        "Leaky with the default subtract reset)"]
+        "lif2: Leaky(reset_mechanism='none') is not supported: use reset_mechanism='zero' (or the "
+        "default subtract reset)"]
 
 
 def test_a_module_that_compiles_says_so(files):
