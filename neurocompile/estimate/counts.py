@@ -233,11 +233,13 @@ class ActivityCounts:
 
 
 # -- fan-out maps ---------------------------------------------------------------------------------
-def conv_fanout(in_shape: tuple[int, int, int], weight_mask: np.ndarray, stride: int,
-                padding: int, groups: int) -> np.ndarray:
+def conv_fanout(in_shape: tuple[int, int, int], weight_mask: np.ndarray,
+                stride: int | tuple[int, int], padding: int | tuple[int, int],
+                groups: int) -> np.ndarray:
     """Exact fan-out (C, H, W) of every input element of a convolution (zero padding).
 
-    ``weight_mask`` (out, in/groups, k, k) says which taps are synapses (all ones: every tap).
+    ``weight_mask`` (out, in/groups, kh, kw) says which taps are synapses (all ones: every tap);
+    ``stride`` and ``padding`` are one int or (h, w) pairs.
     Entry (c, h, w) is the number of (output element, tap) pairs the input element drives, i.e.
     the gradient of ``sum(conv2d(x, mask))`` with respect to x.
     """
@@ -551,7 +553,7 @@ class _Counter:
         out_shape = self.graph.shape(node.name)
         if isinstance(op, ir.IntConv2d):
             mask = np.ones(op.weight.shape) if self.count_zero_weights else (op.weight != 0)
-            fanout = conv_fanout(in_shape, mask, op.stride, op.padding, op.groups)
+            fanout = conv_fanout(in_shape, mask, op.stride_hw, op.padding_hw, op.groups)
             o, per_group, kh, kw = op.weight.shape
             flops = int(np.prod(out_shape)) * per_group * kh * kw
         else:

@@ -91,6 +91,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import NeurocompileError
+from ..ir.synapses import hw_pair
 from .counts import counting_rule, dendritic_sums, layer_groups
 
 HOST = "host"
@@ -121,23 +122,29 @@ class Feeder:
     in_channels: int = 0
     in_grid: tuple[int, int] = (1, 1)  # (H, W) of the input positions (tokens: (N, 1))
     out_grid: tuple[int, int] = (1, 1)
-    kernel: int = 1
-    stride: int = 1
-    padding: int = 0
+    kernel: int | tuple[int, int] = 1   # conv / pool windows: one int or (h, w), as the IR
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
     groups: int = 1
     group: int = 1             # channels per head (headsum, bcast_heads)
     delay: int = 0             # synaptic delay in steps (DS2TA's delayed taps)
     recurrent: bool = False    # reads the source one step late (an ir.Delay): a back edge
 
+    @property
+    def window(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """((kh, kw), (sh, sw), (ph, pw)) of a conv / pool window."""
+        return hw_pair(self.kernel), hw_pair(self.stride), hw_pair(self.padding)
+
     # -- cost per core ----------------------------------------------------------------------
     def synapses(self, m: int) -> int:
         """Synapses a core holding m output channels stores (shared across positions)."""
+        (kh, kw), _, _ = self.window
         if self.kind == "conv":
-            return m * (self.in_channels // self.groups) * self.kernel ** 2
+            return m * (self.in_channels // self.groups) * kh * kw
         if self.kind == "linear":
             return m * self.in_channels
         if self.kind == "pool":
-            return m * self.kernel ** 2
+            return m * kh * kw
         if self.kind == "headsum":
             return m * self.group
         if self.kind == "tokensum":
@@ -175,9 +182,9 @@ class Feeder:
         r0, r1 = starts // wo, ends // wo
         c0 = np.where(r1 > r0, 0, starts % wo)
         c1 = np.where(r1 > r0, wo - 1, ends % wo)
-        k, s, p = self.kernel, self.stride, self.padding
-        rows = np.minimum(r1 * s - p + k - 1, h - 1) - np.maximum(r0 * s - p, 0) + 1
-        cols = np.minimum(c1 * s - p + k - 1, w - 1) - np.maximum(c0 * s - p, 0) + 1
+        (kh, kw), (sh, sw), (ph, pw) = self.window
+        rows = np.minimum(r1 * sh - ph + kh - 1, h - 1) - np.maximum(r0 * sh - ph, 0) + 1
+        cols = np.minimum(c1 * sw - pw + kw - 1, w - 1) - np.maximum(c0 * sw - pw, 0) + 1
         return int((np.clip(rows, 0, None) * np.clip(cols, 0, None)).max())
 
     def axons(self, m: int, q: int, out_channels: int) -> int:
@@ -201,10 +208,11 @@ class Feeder:
         out = np.zeros((h * w, chunks), dtype=bool)
         oy, ox = np.divmod(np.arange(s_out), wo)
         chunk = np.arange(s_out) // q
-        for a in range(self.kernel):
-            for b in range(self.kernel):
-                iy = oy * self.stride - self.padding + a
-                ix = ox * self.stride - self.padding + b
+        (kh, kw), (sh, sw), (ph, pw) = self.window
+        for a in range(kh):
+            for b in range(kw):
+                iy = oy * sh - ph + a
+                ix = ox * sw - pw + b
                 ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
                 out[iy[ok] * w + ix[ok], chunk[ok]] = True
         return out
@@ -549,7 +557,8 @@ class _Builder:
 
 def _conv_feeders(builder: _Builder, node: ir.Node) -> list[Feeder]:
     op, src = node.op, node.inputs[0]
-    return [Feeder("conv", builder.resolve(src), node.name, kernel=op.weight.shape[-1],
+    kh, kw = op.kernel_hw
+    return [Feeder("conv", builder.resolve(src), node.name, kernel=kh if kh == kw else (kh, kw),
                    stride=op.stride, padding=op.padding, groups=op.groups,
                    **builder.geometry(src, node.name))]
 

@@ -405,13 +405,13 @@ class _Builder:
         """A sum / average pooling: a depthwise convolution of ones (1 / k^2) with no neuron
         after it, folded into the synapse that reads it (``compose``)."""
         kind = type(node).__name__
-        kernel, stride = _square(self, name, node, node.kernel_size, "kernel_size"), \
-            _square(self, name, node, node.stride, "stride")
-        padding = _square(self, name, node, node.padding, "padding")
+        kernel = _pair(self, name, node, node.kernel_size, "kernel_size", 1)
+        stride = _pair(self, name, node, node.stride, "stride", 1)
+        padding = _pair(self, name, node, node.padding, "padding", 0)
         shape = self.shape(src)
         if len(shape) != 3:
             self.refuse(name, node, f"pools a {shape} tensor, not (C, H, W)")
-        scale = 1.0 / kernel ** 2 if kind == "AvgPool2d" else 1.0
+        scale = 1.0 / (kernel[0] * kernel[1]) if kind == "AvgPool2d" else 1.0
         op = sum_pool(shape[0], kernel, stride, padding, scale)
         node_name = self.graph.add(self.name(name), op, [src])
         self.pending.add(node_name)
@@ -428,7 +428,7 @@ class _Builder:
         inner, shape = self.graph[pool].inputs[0], self.shape(self.graph[pool].inputs[0])
         try:
             if isinstance(op, ir.Conv2d):
-                return inner, compose_conv(self.graph[pool].op, op, shape[-1])
+                return inner, compose_conv(self.graph[pool].op, op, shape[1:])
             if flat and isinstance(op, ir.Linear):
                 matrix = conv_matrix(self.graph[pool].op, shape)
                 flat_in = self.graph.add(self.name(f"{name}_in"), ir.Flatten(), [inner])
@@ -469,24 +469,35 @@ class _Builder:
         if weight.ndim != 4:
             self.refuse(name, node, f"weight shape {weight.shape} is not (out, in, kh, kw)")
 
-        stride = _square(self, name, node, node.stride, "stride")
-        dilation = _square(self, name, node, node.dilation, "dilation")
-        padding = node.padding if isinstance(node.padding, str) else \
-            _square(self, name, node, node.padding, "padding")
-        if dilation != 1:
+        stride = _pair(self, name, node, node.stride, "stride", 1)
+        dilation = _pair(self, name, node, node.dilation, "dilation", 1)
+        padding = node.padding
+        if isinstance(padding, (bytes, np.bytes_)):  # a string as h5py may hand it back
+            padding = padding.decode()
+        if dilation != (1, 1):
             self.refuse(name, node, f"dilation {dilation} is not supported (only 1)")
-        if padding == "valid":
-            padding = 0
-        elif padding == "same":
-            kh, kw = weight.shape[2:]
-            if stride != 1 or kh != kw or kh % 2 == 0:
-                self.refuse(name, node, "padding 'same' needs stride 1 and an odd square kernel")
-            padding = (kh - 1) // 2
+        kh, kw = weight.shape[2:]
+        if isinstance(padding, str) and padding == "valid":
+            padding = (0, 0)
+        elif isinstance(padding, str) and padding == "same":
+            if stride != (1, 1) or kh % 2 == 0 or kw % 2 == 0:
+                self.refuse(name, node, f"padding 'same' needs stride 1 and odd kernel sizes, got "
+                                        f"stride {stride} and a {kh}x{kw} kernel")
+            padding = ((kh - 1) // 2, (kw - 1) // 2)
+        elif isinstance(padding, str):
+            self.refuse(name, node, f"padding {padding!r} is not supported ('same', 'valid' or "
+                                    "integers)")
+        else:
+            padding = _pair(self, name, node, padding, "padding", 0)
+        groups = np.asarray(node.groups)
+        if groups.size != 1 or groups.dtype.kind not in "iuf" \
+                or not float(groups.reshape(-1)[0]).is_integer():
+            self.refuse(name, node, f"groups {node.groups!r} is not one integer")
         bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) \
             if node.bias is not None else np.zeros(weight.shape[0])
         try:
             op = ir.Conv2d(weight, np.broadcast_to(bias, (weight.shape[0],)).copy(),
-                           stride=int(stride), padding=int(padding), groups=int(node.groups))
+                           stride=stride, padding=padding, groups=int(groups.reshape(-1)[0]))
         except ValueError as exc:
             self.refuse(name, node, str(exc))
         if len(self.shape(src)) != 3:
@@ -606,11 +617,17 @@ class _Builder:
         return threshold / leak
 
 
-def _square(builder, name, node, value, field) -> int:
-    values = _shape(np.broadcast_to(np.asarray(value), (2,)))
-    if values[0] != values[1]:
-        builder.refuse(name, node, f"{field} {values} differs between the axes")
-    return values[0]
+def _pair(builder, name, node, value, field: str, low: int) -> tuple[int, int]:
+    """A per-axis NIR parameter (one integer, or one per axis (h, w)) as an (h, w) pair of
+    integers >= ``low``; anything else is refused naming ``field``."""
+    array = np.asarray(value) if value is not None else np.zeros(0)
+    if array.size not in (1, 2) or array.dtype.kind not in "iuf" \
+            or not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+        builder.refuse(name, node, f"{field} {value!r} must be one integer or one per axis (h, w)")
+    h, w = (int(v) for v in np.broadcast_to(array.reshape(-1), (2,)))
+    if min(h, w) < low:
+        builder.refuse(name, node, f"{field} {(h, w)} must be >= {low} on both axes")
+    return h, w
 
 
 def _per_channel(values: np.ndarray, channels: int, name, node, builder) -> np.ndarray:
@@ -793,10 +810,11 @@ def _convert(nir_graph, where, example_input, dt, steps, input_scale, input_max,
         weight = np.asarray(head_node.weight, dtype=np.float64)
         bias = (np.asarray(head_node.bias, dtype=np.float64).reshape(-1)
                 if hasattr(head_node, "bias") else np.zeros(weight.shape[0]))
-        feature = b.graph[src].op
-        if not feature.spiking:
+        feature = b.graph[src]
+        if not (feature.op.spiking or isinstance(feature.op, ir.Flatten)  # spikes, flattened
+                and b.graph[feature.inputs[0]].op.spiking):
             b.refuse(head, head_node, "the output layer must read spikes (a LIF), got "
-                                      f"{type(feature).__name__}")
+                                      f"{type(feature.op).__name__}")
         in_shape = b.shape(src)
         if len(in_shape) != 1:
             b.refuse(head, head_node, f"reads a {in_shape} tensor; add a Flatten")

@@ -10,7 +10,9 @@ tool edited is refused rather than silently half-used).
 
 ``nir.read`` type-checks every edge, which fixes two layout choices (and a graph with an
 ``Image`` cannot type-check: NIR has no reshape, so its file says it must be read with
-``nir.read(path, type_check=False)``; every other file passes the default check):
+``nir.read(path, type_check=False)``; so does a file with a convolution whose kernel height and
+width differ when nir 1.0.8 miscomputes its output width (it types a ``Conv2d``'s output with the
+kernel height on both axes); every other file passes the default check):
 
 * token tensors, (N, C) in our IR, are channel-major (C, N) in the file (NIR has no transpose,
   so ``Tokens`` can be an honest ``Flatten`` only this way); token-wise ``Linear`` is then a
@@ -33,7 +35,7 @@ Flatten         ``Flatten(start_dim=0)``: (C, H, W) -> (C*H*W,) row-major (vecto
 SpikeMaxPool    graph ``SumPool2d -> Threshold(0)``: OR of binary spikes
 Readout         graph ``Flatten -> Affine``: W @ (token mean) + b per step (mean over time too);
                 ``-> LI`` with a leak (the membrane at the last step)
-Conv2d          ``Conv2d``
+Conv2d          ``Conv2d`` (kh x kw kernel; stride and padding one int or an (h, w) pair)
 Linear          ``Conv1d`` with kernel 1 over the (C, N) tokens; ``Affine`` on vectors (C,)
 IntConv2d,      as Conv2d / Linear with weight ``W_q * 2**weight_exp`` (float) and zero bias
 IntLinear
@@ -194,9 +196,9 @@ def _readout(op: structure.Readout, shape_in, shape_out):
 
 
 def _conv(weight, bias, op, shape_in):
-    """Grouped weights written dense (``dense_weight``)."""
-    return nir.Conv2d(input_shape=tuple(shape_in[1:]), weight=weight, stride=op.stride,
-                      padding=op.padding, dilation=1, groups=1, bias=bias)
+    """Grouped weights written dense (``dense_weight``); (h, w) stride and padding."""
+    return nir.Conv2d(input_shape=tuple(shape_in[1:]), weight=weight, stride=op.stride_hw,
+                      padding=op.padding_hw, dilation=1, groups=1, bias=bias)
 
 
 def _conv2d(op: synapses.Conv2d, shape_in, shape_out):
@@ -516,9 +518,25 @@ def _stock_node(graph: Graph, node):
     return codec.to_nir(op, shape_in, graph.shape(node.name))
 
 
+def nir_types_conv(conv: nir.Conv2d, shape_out: Shape) -> bool:
+    """Whether nir's own output type of the stock ``conv`` is the true ``shape_out``. nir 1.0.8
+    computes a ``Conv2d``'s output type with the kernel height on both axes (``weight.shape[2]``),
+    so a kernel with kh != kw can get a wrong output width, which nir's type check refuses."""
+    out = (conv.output_type or {}).get("output")
+    return out is not None and np.array_equal(np.asarray(out), np.asarray(shape_out))
+
+
 def _typed(graph: Graph) -> bool:
-    """Whether NIR can type-check the graph's NIR form: not across an Image (see ``_image``)."""
-    return not any(isinstance(node.op, structure.Image) for node in graph)
+    """Whether NIR can type-check the graph's NIR form: not across an Image (see ``_image``),
+    nor a convolution whose output type nir miscomputes (``nir_types_conv``)."""
+    for node in graph:
+        if isinstance(node.op, structure.Image):
+            return False
+        if isinstance(node.op, (synapses.Conv2d, synapses.IntConv2d)) \
+                and node.op.kernel_hw[0] != node.op.kernel_hw[1] \
+                and not nir_types_conv(_stock_node(graph, node), graph.shape(node.name)):
+            return False
+    return True
 
 
 def to_nir(graph: Graph) -> nir.NIRGraph:
@@ -571,6 +589,9 @@ def _check_params(cls, params) -> None:
         elif kind == "tuple[int, ...]":
             ok = isinstance(value, tuple) and all(type(v) is int and 0 < v < _INT_LIMIT
                                                   for v in value)
+        elif kind == "int | tuple[int, int]":  # a stride / padding: one int or an (h, w) pair
+            items = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+            ok = all(type(v) is int and abs(v) < _INT_LIMIT for v in items)
         else:
             continue
         if not ok:

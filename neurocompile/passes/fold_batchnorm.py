@@ -14,7 +14,7 @@ def fold_into(syn: ir.Op, bn: ir.BatchNorm) -> ir.Op:
     scale, shift = bn.scale_shift()
     if isinstance(syn, ir.Conv2d):
         return ir.Conv2d(syn.weight * scale[:, None, None, None], syn.bias * scale + shift,
-                         syn.stride, syn.padding, syn.groups)
+                         syn.stride_hw, syn.padding_hw, syn.groups)
     return ir.Linear(syn.weight * scale[:, None], syn.bias * scale + shift)
 
 

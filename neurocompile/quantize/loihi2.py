@@ -183,7 +183,7 @@ def shared_scale(name: str, reals: list[np.ndarray], input_maxes: list[int],
 def int_synapse(syn: ir.Op, weights: np.ndarray) -> ir.Op:
     """The integer form of a Conv2d / Linear with quantized ``weights`` (no bias)."""
     if isinstance(syn, ir.Conv2d):
-        return ir.IntConv2d(weights, syn.stride, syn.padding, syn.groups)
+        return ir.IntConv2d(weights, syn.stride_hw, syn.padding_hw, syn.groups)
     return ir.IntLinear(weights)
 
 

@@ -245,7 +245,9 @@ class _Builder:
         in_shape = self.shape_of(node.inputs[0])
         if isinstance(op, ir.IntConv2d):
             weight = layout.torch_conv_weight_to_lava(op.weight)
-            kwargs = dict(stride=op.stride, padding=op.padding, groups=op.groups)
+            # Lava's (X, Y) = (W, H): torch's (h, w) pairs swapped
+            kwargs = dict(stride=layout.hw_pair_to_xy(op.stride_hw),
+                          padding=layout.hw_pair_to_xy(op.padding_hw), groups=op.groups)
         else:  # token-wise: tokens viewed as (N, a, b); torch sees (b, a, N) and a (a x 1) kernel
             out_features, in_features = op.weight.shape
             a, b = _feature_split(in_features)

@@ -246,10 +246,10 @@ def _write(graph: ir.Graph, steps: int, handle) -> dict:
         g.create_dataset("shape", data=np.array(shape, dtype=np.int64))
         g.create_dataset("weight", data=syn.op.weight.astype(np.int64))
         if block.kind == "conv":
-            pair = lambda n: np.array([n, n], dtype=np.int64)  # noqa: E731
-            g.create_dataset("stride", data=pair(syn.op.stride))
-            g.create_dataset("padding", data=pair(syn.op.padding))
-            g.create_dataset("dilation", data=pair(1))
+            pair = lambda hw: np.array(hw, dtype=np.int64)  # noqa: E731
+            g.create_dataset("stride", data=pair(syn.op.stride_hw))  # (h, w): netx swaps them
+            g.create_dataset("padding", data=pair(syn.op.padding_hw))
+            g.create_dataset("dilation", data=pair((1, 1)))
             g.create_dataset("groups", data=int(syn.op.groups))
         bias = _bias(graph, lif, block.kind == "conv")
         if bias is not None:
@@ -341,7 +341,11 @@ def netx_predictions(graph: ir.Graph, spikes: dict[str, np.ndarray], steps: int)
     from ..reference.common import readout
 
     out = graph[graph.output]
-    features = spikes[out.inputs[0]].astype(np.int64)
+    src = graph[out.inputs[0]]
+    flat = isinstance(src.op, ir.Flatten)  # the readout of a flattened (C, H, W) block
+    features = spikes[src.inputs[0] if flat else src.name].astype(np.int64)
+    if flat:
+        features = features.reshape(features.shape[:2] + (-1,))
     state: dict = {}
     for t in range(steps):
         logits = readout(out.op, [features[:, t]], state, t)

@@ -12,6 +12,11 @@ Input         ``Input(shape)``: the integer input levels x (0..max), NOT ``scale
 Flatten       ``Flatten(start_dim=0)`` of the whole sample (row-major, as torch)
 IntLinear     ``Affine(W_q * 2**weight_exp, b)`` on vectors; ``b`` is the bias of the LoihiLIF it
               feeds, ``bias_eff / 64`` (the same for IntConv2d -> ``Conv2d``, per channel)
+IntConv2d     ``Conv2d``: kh x kw kernel, (h, w) stride and padding; grouped (depthwise) weights
+              written dense with ``groups=1`` (nir 1.0.8 types a Conv2d input as
+              ``weight.shape[1]`` channels); a kernel with kh != kw whose output width nir 1.0.8
+              miscomputes makes the file need ``nir.read(path, type_check=False)`` (the graph
+              metadata and ``write_standard_nir``'s summary then say so in ``read_with``)
 LoihiLIF      du = 4095 (no current memory): ``LIF(tau = dt*4096/dv, r = tau/dt, v_leak = 0,
               v_threshold = vth, v_reset = 0)``, i.e. ``v = (1 - dv/4096) v + I``, spike iff
               ``v > vth``; du < 4095: ``CubaLIF`` with ``tau_syn = dt*4096/(du+1)``,
@@ -49,6 +54,7 @@ import numpy as np
 
 from ... import fixedpoint, ir
 from ...errors import NeurocompileError
+from ...ir.nir_io import nir_types_conv
 from ..files import atomic_file
 
 DT = 1e-4  #: the step snnTorch's and Norse's NIR importers assume
@@ -101,7 +107,7 @@ def _wiring(graph: ir.Graph) -> dict[str, tuple[list[str], list[str], str]]:
                 if not isinstance(user.op, _SYNAPSES):
                     _refuse(node, f"is read by {user.name} ({type(user.op).__name__}); an "
                                   "always-on axon becomes a synapse bias in standard NIR")
-                if isinstance(user.op, ir.IntConv2d) and user.op.padding:
+                if isinstance(user.op, ir.IntConv2d) and any(user.op.padding_hw):
                     _refuse(user, "an always-on convolution with padding gives a bias that "
                                   "varies at the borders; NIR's Conv2d bias is per channel")
         elif isinstance(node.op, ir.LoihiLIF):
@@ -191,6 +197,39 @@ def _lif(node: ir.Node, shape) -> "object":
                        w_in=full(tau_syn / DT))
 
 
+def _conv2d(op: ir.IntConv2d, shape_in, shape_out, bias: np.ndarray):
+    """``Conv2d`` with the groups written dense (block diagonal, ``groups=1``: nir 1.0.8 types a
+    Conv2d input as ``weight.shape[1]`` channels whatever ``groups`` is), per-axis stride and
+    padding, and the true output type (nir 1.0.8 computes it with the kernel height on both
+    axes; a file with such a convolution must be read with ``nir.read(path,
+    type_check=False)``, which ``write_standard_nir`` reports)."""
+    import nir
+
+    weight = (op.dense_weight() if op.groups > 1 else op.weight) * 2.0 ** op.weight_exp
+    conv = nir.Conv2d(input_shape=tuple(shape_in[1:]), weight=weight, stride=op.stride_hw,
+                      padding=op.padding_hw, dilation=1, groups=1, bias=bias)
+    if not nir_types_conv(conv, shape_out):
+        conv.output_type = {"output": np.array(shape_out)}
+    return conv
+
+
+#: what a file needs when ``nir.read``'s type check would refuse it (``_conv2d``)
+READ_UNTYPED = ("nir.read(path, type_check=False): nir 1.0.8 types a Conv2d's output with the "
+                "kernel height on both axes, wrong for this file's non-square kernels")
+
+
+def nir_type_checks(nodes: dict) -> bool:
+    """Whether ``nir.read`` (nir 1.0.8) can type-check a file of these stock nodes: False when a
+    convolution's output type is not the one nir computes for it (a non-square kernel)."""
+    import nir
+
+    return all(nir_types_conv(nir.Conv2d(input_shape=n.input_shape, weight=n.weight,
+                                         stride=n.stride, padding=n.padding,
+                                         dilation=n.dilation, groups=n.groups, bias=n.bias),
+                              n.output_type["output"])
+               for n in nodes.values() if isinstance(n, nir.Conv2d))
+
+
 def to_standard_nir(graph: ir.Graph):
     """The ``nir.NIRGraph`` of an integer graph made of ``STANDARD_OPS`` (module docstring)."""
     import nir
@@ -220,10 +259,8 @@ def to_standard_nir(graph: ir.Graph):
         elif isinstance(op, ir.IntLinear):
             nodes[node.name] = nir.Affine(op.weight * 2.0 ** op.weight_exp, biases[node.name])
         elif isinstance(op, ir.IntConv2d):
-            nodes[node.name] = nir.Conv2d(
-                input_shape=tuple(graph.shape(node.inputs[0])[1:]),
-                weight=op.weight * 2.0 ** op.weight_exp, stride=op.stride, padding=op.padding,
-                dilation=1, groups=op.groups, bias=biases[node.name])
+            nodes[node.name] = _conv2d(op, graph.shape(node.inputs[0]), shape,
+                                       biases[node.name])
         elif isinstance(op, ir.LoihiLIF):
             nodes[node.name] = _lif(node, shape)
         elif isinstance(op, ir.Readout):
@@ -247,6 +284,8 @@ def to_standard_nir(graph: ir.Graph):
                 "semantics": "forward Euler with dt; integer input levels; the output is the "
                              + ("readout LI's membrane (after the last step: the logits)" if leaky
                                 else "readout per step (its mean over the steps are the logits)")}
+    if not nir_type_checks(nodes):
+        metadata["read_with"] = READ_UNTYPED
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -257,4 +296,7 @@ def write_standard_nir(graph: ir.Graph, path: str | Path) -> dict:
     nir_graph = to_standard_nir(graph)
     with atomic_file(path, "NIR file", (OSError, TypeError, ValueError)) as tmp:
         nir.write(tmp, nir_graph)
-    return {"nodes": {name: type(n).__name__ for name, n in nir_graph.nodes.items()}, "dt": DT}
+    summary = {"nodes": {name: type(n).__name__ for name, n in nir_graph.nodes.items()}, "dt": DT}
+    if "read_with" in nir_graph.metadata:
+        summary["read_with"] = nir_graph.metadata["read_with"]
+    return summary

@@ -295,8 +295,9 @@ def _int_conv2d(ctx, node, xs, state):
     b, op = ctx.builder, node.op
     dtype = _compute_type(node, ctx.bounds[node.name], double_ok=False)
     weight = b.const(op.weight, np.float32, name=f"{node.name}/weight")
-    y = b.op("Conv", [b.cast(xs[0], dtype), weight], strides=[op.stride] * 2,
-             pads=[op.padding] * 4, group=op.groups)
+    (sh, sw), (ph, pw) = op.stride_hw, op.padding_hw
+    y = b.op("Conv", [b.cast(xs[0], dtype), weight], strides=[sh, sw],
+             pads=[ph, pw, ph, pw], group=op.groups)  # ONNX pads: (h, w) begins, then ends
     return _shift_to_int(b, y, op.weight_exp, dtype)
 
 

@@ -47,9 +47,10 @@ def readout(op, xs, state, t):
     return (state["sum"] / (t + 1)) @ op.weight.T + op.bias
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, stride: int, padding: int,
-           groups: int) -> np.ndarray:
-    """float64 cross-correlation (exact for integer data below 2**53)."""
+def conv2d(x: np.ndarray, weight: np.ndarray, stride: int | tuple[int, int],
+           padding: int | tuple[int, int], groups: int) -> np.ndarray:
+    """float64 cross-correlation (exact for integer data below 2**53); stride and padding one int
+    or (h, w) pairs."""
     y = F.conv2d(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
                  torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float64)),
                  stride=stride, padding=padding, groups=groups)

@@ -12,7 +12,7 @@ def input_(op: ir.Input, xs, state, t):
 
 
 def conv2d(op: ir.Conv2d, xs, state, t):
-    return common.conv2d(xs[0], op.weight, op.stride, op.padding, op.groups) \
+    return common.conv2d(xs[0], op.weight, op.stride_hw, op.padding_hw, op.groups) \
         + op.bias[:, None, None]
 
 

@@ -16,7 +16,7 @@ def input_(op: ir.Input, xs, state, t):
 
 
 def int_conv2d(op: ir.IntConv2d, xs, state, t):
-    acc = _exact(common.conv2d(xs[0], op.weight, op.stride, op.padding, op.groups))
+    acc = _exact(common.conv2d(xs[0], op.weight, op.stride_hw, op.padding_hw, op.groups))
     return fixedpoint.shift_accumulated(acc, op.weight_exp)
 
 

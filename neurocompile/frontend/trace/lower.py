@@ -57,6 +57,19 @@ def int_pair(value, what: str) -> int:
     return int(value)
 
 
+def hw_arg(value, what: str) -> int | tuple[int, int]:
+    """A torch conv's stride / padding / dilation argument (an int or an (h, w) pair) as the IR
+    stores it: one int when both axes are equal, else the (h, w) tuple."""
+    if isinstance(value, str):
+        raise Refusal(f"{what}={value!r} is not supported; give it as integers")
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    try:
+        return ir.synapses.hw_value(value, what, "conv2d")
+    except ValueError as exc:
+        raise Refusal(str(exc)) from None
+
+
 class Lowering:
     """The IR graph being built and the value of every traced tensor."""
 

@@ -52,7 +52,7 @@ def chain_of(L: Lowering, node: str) -> Chain:
 
 
 def _pointwise(op: ir.Conv2d) -> bool:
-    return op.weight.shape[-1] == 1 and op.stride == 1
+    return op.kernel_hw == (1, 1) and op.stride_hw == (1, 1)
 
 
 def conv_chain(L: Lowering, x: Value) -> Chain:
@@ -78,7 +78,7 @@ def then_synapse(L: Lowering, x: Value, op: Synapse, key: tuple, base: str, form
         raise Refusal(f"a {type(op).__name__} of a {type(chain.op).__name__}'s current in "
                       "another layout has no single-synapse form")
     try:
-        folded = (compose_conv(chain.op, op, sizes(L.form(chain.source))[-1])
+        folded = (compose_conv(chain.op, op, tuple(sizes(L.form(chain.source))[-2:]))
                   if isinstance(op, ir.Conv2d) else compose_linear(chain.op, op))
     except NotComposable as exc:
         raise Refusal(str(exc)) from None
@@ -121,7 +121,7 @@ def affine(L: Lowering, x: Value, scale: float, shift: np.ndarray | float) -> Va
     shift = np.broadcast_to(np.asarray(shift, dtype=np.float64), (n,))
     op = chain.op
     fields = dict(weight=op.weight * scale, bias=op.bias * scale + shift)
-    folded = (ir.Conv2d(**fields, stride=op.stride, padding=op.padding, groups=op.groups)
+    folded = (ir.Conv2d(**fields, stride=op.stride_hw, padding=op.padding_hw, groups=op.groups)
               if isinstance(op, ir.Conv2d) else ir.Linear(**fields))
     name = L.add_node(("affine", x.node, float(scale), shift.tobytes()), f"{x.node}.affine",
                       folded, [chain.source], L.info[x.node].form, CURRENT)
@@ -149,7 +149,8 @@ def pad(L, path, args, kwargs, out):
         raise Refusal("pads a current that is not zero at zero input with zeros: no synapse "
                       "pads its output; pad the convolution's input (its padding argument)")
     p = int_pair(widths[0], "pad")
-    op = ir.Conv2d(chain.op.weight, chain.op.bias, 1, chain.op.padding + p, chain.op.groups)
+    ph, pw = chain.op.padding_hw
+    op = ir.Conv2d(chain.op.weight, chain.op.bias, 1, (ph + p, pw + p), chain.op.groups)
     h, w = out.shape[-2:]
     form = (L.atoms.axes(x.axes)[1], (L.atoms.new(h, "h"),), (L.atoms.new(w, "w"),))
     name = L.add_node(("pad", x.node, p), f"{x.node}.padded", op, [chain.source], form, CURRENT)

@@ -55,11 +55,11 @@ def _position_mean(L, leaf: str) -> tuple[str, np.ndarray, np.ndarray]:
         matrix = np.tile(op.weight / tokens, (1, tokens))      # (C_out, N * C_in), row-major
     else:  # every output position's taps, placed on the input grid: a transposed convolution
         _, h, w = (int(np.prod([a.size for a in g])) for g in form)
-        k, s, p = op.weight.shape[-1], op.stride, op.padding
-        out_h, out_w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        (kh, kw), s, p = op.kernel_hw, op.stride_hw, op.padding_hw
+        out_h, out_w = op.output_hw(h, w)
         ones = torch.eye(op.weight.shape[0], dtype=torch.float64)[:, :, None, None] \
             .expand(-1, -1, out_h, out_w)
-        extra = (h - ((out_h - 1) * s - 2 * p + k), w - ((out_w - 1) * s - 2 * p + k))
+        extra = (h - ((out_h - 1) * s[0] - 2 * p[0] + kh), w - ((out_w - 1) * s[1] - 2 * p[1] + kw))
         placed = F.conv_transpose2d(ones, torch.from_numpy(op.weight), stride=s, padding=p,
                                     output_padding=extra, groups=op.groups)
         matrix = placed.reshape(op.weight.shape[0], -1).numpy() / (out_h * out_w)

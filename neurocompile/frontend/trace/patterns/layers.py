@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .... import ir
-from ..lower import Refusal, arg, describe, owner_name, int_pair, weight_of, need_node
+from ..lower import Refusal, arg, describe, hw_arg, owner_name, int_pair, weight_of, need_node
 from ..values import CURRENT, INPUT, INTEGER, SPIKES, Value
 from .chains import then_batch_norm, then_synapse
 
@@ -48,20 +48,22 @@ def conv2d(L, path, args, kwargs, out):
     x = need_node(L, L.value(args[0]), "conv2d", READS)
     w, wid = weight_of(L, args[1], "conv2d weight")
     b, bid = weight_of(L, arg(args, kwargs, 2, "bias"), "conv2d bias")
-    stride = int_pair(arg(args, kwargs, 3, "stride", 1), "stride")
+    kh, kw = w.shape[-2:]
+    stride = hw_arg(arg(args, kwargs, 3, "stride", 1), "stride")
     padding = arg(args, kwargs, 4, "padding", 0)
-    if padding == "same":
-        padding = w.shape[-1] // 2 if w.shape[-1] % 2 else "same"
-    padding = 0 if padding == "valid" else int_pair(padding, "padding")
-    if int_pair(arg(args, kwargs, 5, "dilation", 1), "dilation") != 1:
+    if padding == "same":  # torch allows it at stride 1; an even kernel pads unevenly
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise Refusal(f"padding='same' with the {kh}x{kw} kernel pads one side more than "
+                          "the other; give the padding as integers")
+        padding = (kh // 2, kw // 2)
+    padding = 0 if padding == "valid" else hw_arg(padding, "padding")
+    if hw_arg(arg(args, kwargs, 5, "dilation", 1), "dilation") != 1:
         raise Refusal("dilation other than 1 is not supported")
-    if w.shape[-1] != w.shape[-2]:
-        raise Refusal(f"kernel {tuple(w.shape[-2:])} is not square")
     groups = int(arg(args, kwargs, 6, "groups", 1))
     axes = L.atoms.axes(x.axes)
     if len(axes) != 4:
         raise Refusal(f"conv2d input must be (batch, C, H, W), got {len(axes)} axes")
-    pointwise = w.shape[-1] == 1 and stride == 1 and padding == 0 and groups == 1
+    pointwise = (kh, kw) == (1, 1) and stride == 1 and padding == 0 and groups == 1
     if pointwise and len(L.form(x.node)) == 2:  # a 1x1 conv over tokens is a token Linear
         node = L.as_form(x, (axes[2] + axes[3], axes[1]), path, "conv2d")
         c = L.atoms.new(w.shape[0], "c")
