@@ -13,18 +13,21 @@ Input          ``ir.Input``: the NIR input shape (a leading batch axis of 1, wri
                (``input_scale``, default 1/16: digits pixels / 16), the same at every step;
                with ``spike_input`` binary spike trains, one frame per step
 Affine, Linear ``ir.Linear`` on vectors (Linear: zero bias)
-Conv2d         ``ir.Conv2d``: equal strides / paddings on both axes, dilation 1 (``"same"`` /
-               ``"valid"`` padding resolved for odd kernels, stride 1)
+Conv2d         ``ir.Conv2d``: kh x kw kernels, stride / padding one integer or one per axis (h, w),
+               groups (depthwise included), dilation 1 (``"same"`` for odd kernel sizes at
+               stride 1, ``"valid"``)
 Flatten        ``ir.Flatten`` when it flattens the whole sample (start_dim 0 or -ndim, end_dim -1)
 SumPool2d,     folded into the synapse that reads it (a Conv2d, or an Affine / Linear through a
-AvgPool2d      Flatten): a pool is a depthwise convolution of ones (or 1/k^2) with no neuron
-               after it, and two convolutions compose exactly (``frontend.compose``)
+AvgPool2d      Flatten; per-axis kernel / stride / padding): a pool is a depthwise convolution of
+               ones (or 1/(kh kw)) with no neuron after it, and two convolutions compose
+               exactly (``frontend.compose``)
 LIF, CubaLIF,  ``ir.LeakyNeuron`` (below); several synapses into one neuron add their currents
 IF             (``ir.CurrentSum``); a CubaLIF's synapse biases ride an always-on axon
                (``passes.bias_axons``: Loihi adds a neuron's own bias to v, not to its current)
 Output         the graph output: after a neuron, ``Readout(identity, 0)`` (argmax of spike counts);
-               after an Affine / Linear reading spikes, that layer becomes ``Readout(W, b)``
-               (the mean over time of ``W s_t + b`` is ``W mean(s) + b``); through an ``LI``, the
+               after an Affine / Linear reading spikes (directly or through a Flatten), that layer
+               becomes ``Readout(W, b)`` (the mean over time of ``W s_t + b`` is
+               ``W mean(s) + b``); through an ``LI``, the
                LI's membrane at the last step (``Readout(leak=1 - dt/tau)``, below)
 NIRGraph       a nested graph is flattened into its nodes (``outer.inner``)
 ============== =====================================================================================
