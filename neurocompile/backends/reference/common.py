@@ -48,13 +48,26 @@ def readout(op, xs, state, t):
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, stride: int | tuple[int, int],
-           padding: int | tuple[int, int], groups: int) -> np.ndarray:
-    """float64 cross-correlation (exact for integer data below 2**53); stride and padding one int
-    or (h, w) pairs."""
-    y = F.conv2d(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
-                 torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float64)),
-                 stride=stride, padding=padding, groups=groups)
-    return y.numpy()
+           padding: int | tuple[int, int], groups: int, dtype=np.float64) -> np.ndarray:
+    """Cross-correlation; stride and padding one int or (h, w) pairs. float64 (exact for integer
+    data below 2**53) goes through torch's convolution; float32 through im2col (``unfold``, a
+    copy) and a matrix product, which sums integers exactly whenever every partial sum stays
+    below 2**24 (torch's float32 convolutions may pick Winograd / FFT algorithms (NNPACK), whose
+    transforms round)."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
+    wt = torch.from_numpy(np.ascontiguousarray(weight, dtype=dtype))
+    if dtype == np.float64:
+        return F.conv2d(xt, wt, stride=stride, padding=padding, groups=groups).numpy()
+    out, per_group, kh, kw = wt.shape
+    batch, _, h, w = xt.shape
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    cols = F.unfold(xt, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # (B, C*kh*kw, L)
+    cols = cols.reshape(batch, groups, per_group * kh * kw, oh * ow)
+    kernels = wt.reshape(groups, out // groups, per_group * kh * kw)
+    y = torch.matmul(kernels, cols)  # (B, groups, out / groups, L)
+    return y.reshape(batch, out, oh, ow).numpy()
 
 
 def current_max_pool(op, xs, state, t):

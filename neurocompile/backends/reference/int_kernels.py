@@ -15,13 +15,32 @@ def input_(op: ir.Input, xs, state, t):
     return op.frame(xs[0], t)
 
 
+#: every integer of smaller magnitude is a float32
+FLOAT32_EXACT = 1 << 24
+
+
+def _sum_dtype(op, x: np.ndarray, state: dict):
+    """float32 when it sums ``W x`` exactly: every partial sum of an output lies within
+    ``sum_i |w_i| * max |x|``, so below 2**24 no float32 rounding can happen, in any order (the
+    usual case: binary spikes into 8-bit weights); float64 otherwise (exact below 2**53)."""
+    if "row_bound" not in state:  # per node and run: the weights do not change
+        flat = np.abs(op.weight).reshape(op.weight.shape[0], -1)
+        state["row_bound"] = int(flat.sum(axis=1).max(initial=0))
+    peak = int(np.abs(x).max(initial=0))
+    return np.float32 if state["row_bound"] * peak < FLOAT32_EXACT else np.float64
+
+
 def int_conv2d(op: ir.IntConv2d, xs, state, t):
-    acc = _exact(common.conv2d(xs[0], op.weight, op.stride_hw, op.padding_hw, op.groups))
+    dtype = _sum_dtype(op, xs[0], state)
+    acc = _exact(common.conv2d(xs[0], op.weight, op.stride_hw, op.padding_hw, op.groups, dtype))
     return fixedpoint.shift_accumulated(acc, op.weight_exp)
 
 
 def int_linear(op: ir.IntLinear, xs, state, t):
-    acc = _exact(xs[0].astype(np.float64) @ op.weight.T.astype(np.float64))
+    dtype = _sum_dtype(op, xs[0], state)
+    if "weight_t" not in state or state["weight_t"].dtype != dtype:
+        state["weight_t"] = np.ascontiguousarray(op.weight.T, dtype=dtype)
+    acc = _exact(xs[0].astype(dtype) @ state["weight_t"])
     return fixedpoint.shift_accumulated(acc, op.weight_exp)
 
 
