@@ -524,7 +524,6 @@ def _build(layers, where, meta, names, input_scale, input_max, spike_input):
 
 def _input_neuron(b: _Builder, group, current: str, shape) -> str:
     """The input layer's neuron: ``a_in = weight * x + bias`` (module docstring)."""
-    g = b.graph
     neuron = b.neuron(group, 0, "input")
     values = {}
     for key, default in (("weight", INPUT_WEIGHT), ("bias", 0)):
@@ -561,7 +560,6 @@ def _input_neuron(b: _Builder, group, current: str, shape) -> str:
 
 
 def _dense(b: _Builder, i: int, group, current: str, features: int) -> str:
-    g = b.graph
     shape = np.atleast_1d(_array(group, "shape")) if "shape" in group else None
     weight = _ints(group, "weight")
     rows = int(np.prod(shape)) if shape is not None else (weight.shape[0] if weight.ndim == 2
@@ -595,7 +593,6 @@ def _dense(b: _Builder, i: int, group, current: str, features: int) -> str:
 
 
 def _conv(b: _Builder, i: int, kind: str, group, current: str, in_shape) -> str:
-    g = b.graph
     channels = int(in_shape[0])
     weight = _ints(group, "weight")
     try:

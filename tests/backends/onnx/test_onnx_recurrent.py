@@ -1,6 +1,5 @@
 """ONNX export of recurrent graphs: ``Delay`` (the back edge), ``AlwaysOn`` (a CUBA neuron's bias
 axon) and the ``CurrentSum`` of the neuron's synapses, unrolled; onnxruntime equals ``run_int``."""
-import nir
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -10,33 +9,9 @@ from neurocompile import ir
 from neurocompile.backends.onnx import spike_output, to_onnx
 from neurocompile.backends.reference import run_int
 from neurocompile.frontend.nir_import import compile_nir
+from nir_graphs import recurrent_nir
 
 STEPS = 24
-
-
-def _cuba(n: int) -> nir.CubaLIF:
-    params = dict(tau_syn=2e-4, tau_mem=1e-3, r=10.0, w_in=2.0, v_threshold=1.0, v_reset=0.0,
-                  v_leak=0.0)
-    return nir.CubaLIF(**{k: np.full(n, v, dtype=np.float32) for k, v in params.items()})
-
-
-def recurrent_nir(seed: int = 0, inputs: int = 12, hidden: int = 16, outputs: int = 5):
-    """Input -> Affine (bias) -> CubaLIF, recurrent Affine lif -> rec -> lif, -> Affine (bias) ->
-    CubaLIF -> Output: the NIR paper's recurrent Braille network, small."""
-    rng = np.random.default_rng(seed)
-    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
-    nodes = {"input": nir.Input(np.array([inputs])),
-             "fc1": nir.Affine(f32(rng.normal(0, 0.6, (hidden, inputs))),
-                               f32(rng.uniform(-0.05, 0.15, hidden))),
-             "lif1": _cuba(hidden),
-             "rec": nir.Affine(f32(rng.normal(0, 0.3, (hidden, hidden))), f32(np.zeros(hidden))),
-             "fc2": nir.Affine(f32(rng.normal(0, 0.5, (outputs, hidden))),
-                               f32(rng.uniform(-0.05, 0.1, outputs))),
-             "lif2": _cuba(outputs),
-             "output": nir.Output(np.array([outputs]))}
-    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "rec"), ("rec", "lif1"),
-             ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
-    return nir.NIRGraph(nodes=nodes, edges=edges)
 
 
 @pytest.fixture(scope="module")
