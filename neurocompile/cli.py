@@ -40,6 +40,34 @@ def _progress(total: int, description: str, enabled: bool):
 
 
 @contextmanager
+def _shard_progress(total: int, description: str, enabled: bool):
+    """A rich progress bar with the time left, for sharded runs; yields an ``update(done)``
+    callback. It draws only when called (no refresh thread) and under ``FORK_LOCK``: the shards'
+    threads fork their children meanwhile, and a child must not inherit a half-written
+    terminal."""
+    if not enabled:
+        yield lambda done: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from .backends.lava.runtime import FORK_LOCK
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), "left", TimeRemainingColumn(), console=_console(),
+                  transient=True, auto_refresh=False) as bar:
+        task = bar.add_task(description, total=total)
+
+        def update(done: int) -> None:
+            bar.update(task, completed=done)
+            with FORK_LOCK:
+                bar.refresh()
+
+        update(0)
+        yield update
+
+
+@contextmanager
 def _status(message: str, enabled: bool):
     if not enabled:
         yield
@@ -199,18 +227,37 @@ def _score(value: float | None) -> str:
     return "n/a (no labels)" if value is None else f"{value:.4f}"
 
 
-def _simulate(args, bundle, samples, backend: str):
+def _run(args, bundle, samples, *, reference: bool = False, lava: bool = False,
+         record=None) -> dict:
+    """The integer reference and/or Lava on the samples, in ``--workers`` shards (each its own
+    isolated process tree) on this machine or on a Ray cluster (``--ray``); the merged traces,
+    ``{"reference": Trace, "lava": Trace}``, equal those of one run."""
     from .evaluate import run_reference
+    from .sharding import Job, bundle_files, run_sharded
 
     images = samples.images
-    if backend == "reference":
-        with _progress(len(images), "integer reference", not args.json) as update:
-            return run_reference(bundle.graph, images, bundle.steps, progress=update)
-    from .backends.lava.simulate import run_lava
-
-    with _status(f"simulating {len(images)} samples in Lava (Loihi2SimCfg, fixed_pt)",
-                 not args.json):
-        return run_lava(bundle.graph, images, bundle.steps, timeout_s=args.timeout)
+    workers, ray = getattr(args, "workers", None), getattr(args, "ray", None)
+    runs = {}
+    if ray is None and workers in (None, 1):  # one run, as always
+        if reference:  # in this process
+            with _progress(len(images), "integer reference", not args.json) as update:
+                runs["reference"] = run_reference(bundle.graph, images, bundle.steps,
+                                                  progress=update, record=record)
+        if lava:  # in one isolated child
+            with _shard_progress(len(images), "Lava (Loihi2SimCfg, fixed_pt)",
+                                 not args.json) as update:
+                runs.update(run_sharded(bundle.graph, images, bundle.steps, Job(lava=True),
+                                        workers=1, timeout_s=args.timeout, progress=update))
+        return runs
+    shards = min(workers or len(images), len(images))
+    where = "on Ray" if ray is not None else f"{shards} shard{'s' * (shards > 1)}"
+    what = ("integer reference + Lava" if reference else "Lava") if lava else "integer reference"
+    with _shard_progress(len(images), f"{what}, {where}", not args.json) as update:
+        return run_sharded(bundle.graph, images, bundle.steps,
+                           Job(reference, lava, None if record is None else tuple(record)),
+                           workers=workers, ray=ray, files=lambda: bundle_files(bundle.path),
+                           timeout_s=args.timeout, progress=update,
+                           log_to_driver=not args.json)
 
 
 def cmd_simulate(args) -> None:
@@ -218,7 +265,11 @@ def cmd_simulate(args) -> None:
 
     bundle = _checked_bundle(args.bundle)
     samples, data = _inputs(args, bundle)
-    trace = _simulate(args, bundle, samples, args.backend)
+    if args.backend == "reference":
+        trace = _run(args, bundle, samples, reference=True,
+                     record=spiking_nodes(bundle.graph))["reference"]
+    else:
+        trace = _run(args, bundle, samples, lava=True)["lava"]
     predictions = trace.predictions()
     rates = {name: float(trace.outputs[name].mean()) for name in spiking_nodes(bundle.graph)}
     payload = {"backend": args.backend, "samples": len(predictions), "data": data,
@@ -232,15 +283,17 @@ def cmd_simulate(args) -> None:
 
 
 def cmd_verify(args) -> None:
+    from .evaluate import spiking_nodes
     from .verification import comparison
 
     bundle = _checked_bundle(args.bundle)
     samples, data = _inputs(args, bundle)
-    float_pred = bundle.float_predictions(samples.images)
-    reference = _simulate(args, bundle, samples, "reference")
-    lava = _simulate(args, bundle, samples, "lava")
-    payload = {"data": data, **comparison(bundle.graph, samples.labels, float_pred, reference,
-                                          lava)}
+    with _status("running the float model", not args.json):
+        float_pred = bundle.float_predictions(samples.images)
+    runs = _run(args, bundle, samples, reference=True, lava=True,
+                record=spiking_nodes(bundle.graph))
+    payload = {"data": data, **comparison(bundle.graph, samples.labels, float_pred,
+                                          runs["reference"], runs["lava"])}
     text = (f"{_data_line(data)}\n"
             f"samples            {payload['samples']}\n"
             f"float accuracy     {_score(payload['float_accuracy'])}\n"
@@ -271,7 +324,7 @@ def cmd_report(args) -> None:
                                 f"available: {', '.join(sorted(target.energy_models))}")
     samples, _ = _inputs(args, bundle)
     args.json = args.format == "json"
-    trace = _simulate(args, bundle, samples, "reference")
+    trace = _run(args, bundle, samples, reference=True)["reference"]
     with _status("mapping onto cores and estimating energy and time", not args.json):
         estimate = analyse(bundle.graph, trace, target, model)
         attention = (bundle.graph.meta.get("config") or {}).get("attention")
@@ -453,6 +506,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -529,7 +589,22 @@ def build_parser() -> argparse.ArgumentParser:
                            help="an .npz archive holding x (as --input) and y (as --labels); "
                                 "not combined with --input or --labels")
         p.add_argument("--timeout", type=_seconds, default=None,
-                       help="time limit in seconds for a Lava run (default: sized to the run)")
+                       help="time limit in seconds for a Lava run, of each shard's with "
+                            "--workers (default: sized to the run)")
+        p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                       help="split the samples into N shards, each run in its own isolated "
+                            "process tree at the same time (on this machine: at most one per "
+                            "core is useful; default 1; with --ray: one shard per CPU of the "
+                            "cluster); the results are merged, equal to those of one run; a "
+                            "shard that fails is retried once, then the run stops with one "
+                            "line naming its samples (exit 3)")
+        p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                       help="run the shards on a Ray cluster (pip install 'neurocompile[ray]'): "
+                            "at ADDRESS (HEAD:6379, auto, ray://HEAD:10001), or, alone, the "
+                            "cluster started with `ray start` on this machine or else a new "
+                            "local one (put it after BUNDLE, or write --ray=ADDRESS); the "
+                            "bundle is shipped to the workers and checked there against its "
+                            "manifest's hashes (docs/sharding.md)")
 
     data_epilog = ("Without --input or --data the built-in digits test split is used (sklearn, "
                    "seed 0, 25 % held out), as DVS event streams for a bundle taking event "
@@ -654,6 +729,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.debug:
             raise
+        sharding = sys.modules.get("neurocompile.sharding")  # loaded if a shard could fail
+        if sharding and isinstance(exc, sharding.ShardError):  # "... failed on samples a-b ..."
+            print(f"neurocompile: {exc}", file=sys.stderr)
+            return EXIT_LAVA
         if isinstance(exc, LavaError):
             print(f"neurocompile: Lava run failed: {exc}", file=sys.stderr)
             return EXIT_LAVA

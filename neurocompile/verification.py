@@ -10,11 +10,17 @@ pixels / 255, spikes 0/1), checked like ``--input``. The results are the command
     import neurocompile
     result = neurocompile.verify("out/b", loader)          # or a Compiled, or a read Bundle
     assert result["bit_exact"], result["spike_mismatches_per_layer"]
+
+``workers=N`` splits the samples into N shards run at once, each in its own isolated process tree;
+``ray=True`` (or a cluster address) runs the shards on a Ray cluster (``docs/sharding.md``). The
+results are those of one run, exactly.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,7 +29,7 @@ from . import ir
 from .backends.reference import Trace, run_float
 from .errors import NeurocompileError
 from .evaluate import (Samples, accuracy, agreement, check_images, check_labels, input_op,
-                       run_reference, spike_mismatches, spiking_nodes)
+                       spike_mismatches, spiking_nodes)
 
 #: how far a real value may lie from its input level (float32 rounding of pixels / 255)
 GRID_TOLERANCE = 1e-3
@@ -36,6 +42,15 @@ class _Model:
     graph: ir.Graph
     steps: int
     float_predictions: object  # images -> predictions
+    files: Callable[[], dict[str, bytes]]  # the bundle's files, for Ray's workers
+
+
+def _saved_files(compiled) -> dict[str, bytes]:
+    """The files of the bundle ``compiled`` would be saved as."""
+    from .sharding import bundle_files
+
+    with tempfile.TemporaryDirectory(prefix="neurocompile-ray-") as tmp:
+        return bundle_files(compiled.save(Path(tmp) / "bundle"))
 
 
 def _model(model) -> _Model:
@@ -45,10 +60,14 @@ def _model(model) -> _Model:
     if isinstance(model, (str, Path)):
         model = read_bundle(model)
     if isinstance(model, Bundle):
-        return _Model(model.graph, model.steps, model.float_predictions)
+        from .sharding import bundle_files
+
+        return _Model(model.graph, model.steps, model.float_predictions,
+                      lambda: bundle_files(model.path))
     if isinstance(model, Compiled):
         return _Model(model.graph, model.steps, lambda images: run_float(
-            model.float_graph, images, model.steps, record=()).predictions())
+            model.float_graph, images, model.steps, record=()).predictions(),
+            lambda: _saved_files(model))
     raise NeurocompileError(f"expected a bundle directory, a Bundle or a Compiled model, got "
                             f"{type(model).__name__}")
 
@@ -118,30 +137,46 @@ def comparison(graph: ir.Graph, labels, float_pred: np.ndarray, reference: Trace
     return payload
 
 
+def _run(m: _Model, images, job, workers, ray, timeout_s) -> dict[str, Trace]:
+    from .sharding import run_sharded
+
+    return run_sharded(m.graph, images, m.steps, job, workers=workers, ray=ray, files=m.files,
+                       timeout_s=timeout_s)
+
+
 def verify(model, data, labels=None, *, samples: int | None = None,
-           timeout_s: float | None = None) -> dict:
-    """The float model, the integer reference and Lava on ``data``, spike for spike."""
-    from .backends.lava.simulate import run_lava
+           timeout_s: float | None = None, workers: int | None = None,
+           ray: bool | str | None = None) -> dict:
+    """The float model, the integer reference and Lava on ``data``, spike for spike.
+
+    ``workers``: shards run at once (module docstring); ``ray``: True or a Ray cluster address
+    to run them there; ``timeout_s``: the time limit of each shard's Lava run. A shard that
+    fails twice raises ``neurocompile.sharding.ShardError`` naming its samples."""
+    from .sharding import Job
 
     m = _model(model)
     batch = samples_from(data, labels, m.graph, samples)
-    reference = run_reference(m.graph, batch.images, m.steps)
-    lava = run_lava(m.graph, batch.images, m.steps, timeout_s=timeout_s)
-    return comparison(m.graph, batch.labels, m.float_predictions(batch.images), reference, lava)
+    runs = _run(m, batch.images, Job(reference=True, lava=True,
+                                     record=tuple(spiking_nodes(m.graph))),
+                workers, ray, timeout_s)
+    return comparison(m.graph, batch.labels, m.float_predictions(batch.images),
+                      runs["reference"], runs["lava"])
 
 
 def simulate(model, data, labels=None, *, backend: str = "reference",
-             samples: int | None = None, timeout_s: float | None = None) -> dict:
+             samples: int | None = None, timeout_s: float | None = None,
+             workers: int | None = None, ray: bool | str | None = None) -> dict:
     """Predictions, accuracy (None without labels) and firing rates on the integer reference
-    or in Lava (``simulate --json``'s fields)."""
+    or in Lava (``simulate --json``'s fields); ``workers`` / ``ray`` as for :func:`verify`."""
+    from .sharding import Job
+
     m = _model(model)
     batch = samples_from(data, labels, m.graph, samples)
     if backend == "reference":
-        trace = run_reference(m.graph, batch.images, m.steps)
+        trace = _run(m, batch.images, Job(reference=True, record=tuple(spiking_nodes(m.graph))),
+                     workers, ray, timeout_s)["reference"]
     elif backend == "lava":
-        from .backends.lava.simulate import run_lava
-
-        trace = run_lava(m.graph, batch.images, m.steps, timeout_s=timeout_s)
+        trace = _run(m, batch.images, Job(lava=True), workers, ray, timeout_s)["lava"]
     else:
         raise NeurocompileError(f"unknown backend {backend!r}: 'reference' or 'lava'")
     predictions = trace.predictions()

@@ -42,5 +42,8 @@ PIP install -q --no-deps --ignore-requires-python "$wheels"/lava_nc-0.10.0-py3-n
 # metadata pulls torchvision (a second torch); its neuron and layer modules need neither.
 PIP install -q 'snntorch==1.0.0' 'nirtorch>=2.6,<3'  # export_to_nir imports nirtorch
 PIP install -q --no-deps 'spikingjelly==0.0.0.0.14'
+# Ray for sharded runs on a cluster (the `ray` extra; the tests start a local 2-CPU cluster).
+# 2.40.0 installs beside numpy 1.26 and the pinned torch on Python 3.11.
+PIP install -q 'ray==2.40.0' 'numpy==1.26.*' 'torch==2.13.0'
 PIP install -q -e '.[dev]' 'torch==2.13.0' 'numpy==1.26.*' 'ml_dtypes<0.6'
 echo "$want" > "$STAMP"

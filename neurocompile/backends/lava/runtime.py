@@ -41,7 +41,17 @@ Other Lava 0.10 traps handled here:
 * ``Process.join(timeout)`` on the child waits on a pipe that Lava's actors inherit, so it would
   only return at the timeout after a failed run; the child is polled with ``waitpid`` instead;
 * shared-memory segments of a killed run are unlinked by a resource tracker private to the child
-  and living outside its process group.
+  and living outside its process group;
+* a child whose caller dies (SIGKILL, a Ray worker cancelled by force) kills its own process
+  group: a thread of the child watches its parent pid.
+
+Several threads may call ``run_isolated`` at once (``neurocompile.sharding`` runs one shard per
+thread). A fork copies only the calling thread, so a lock another thread holds at that moment
+stays held for good in the child. The forks are therefore serialised by :data:`FORK_LOCK`, and
+the threads that wait for their children only sleep, poll ``waitpid`` and read /proc: they hold
+no lock a child needs. Code that draws on the terminal from another thread while children are
+forked (a progress bar) takes :data:`FORK_LOCK` around its writes. ``cancel_event`` ends a call
+early from another thread (the group is killed, :class:`LavaCancelledError` is raised).
 """
 from __future__ import annotations
 
@@ -51,6 +61,7 @@ import pickle
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from typing import Any, Callable, Mapping
@@ -58,7 +69,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 __all__ = [
-    "LavaError", "LavaRunError", "LavaTimeoutError",
+    "LavaError", "LavaRunError", "LavaTimeoutError", "LavaCancelledError", "FORK_LOCK",
     "run_isolated", "record", "fixed_pt_run_cfg", "group_members",
 ]
 
@@ -87,6 +98,14 @@ class LavaTimeoutError(LavaError):
     def __init__(self, message: str, timeout_s: float = 0.0) -> None:
         super().__init__(message)
         self.timeout_s = timeout_s
+
+
+class LavaCancelledError(LavaError):
+    """The run was cancelled (``run_isolated``'s ``cancel_event`` was set) and killed."""
+
+
+#: held while a child is forked: no two threads fork at once (see the module docstring)
+FORK_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,7 +165,22 @@ def _import_lava_multiprocessing() -> None:
         pass
 
 
-def _child_main(path: str, fn: Callable, args: tuple, kwargs: dict) -> None:
+def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Kill this process group as soon as ``parent`` (the caller of ``run_isolated``) is gone.
+
+    The group left the caller's with ``setsid``, so nothing else would end it if the caller were
+    killed (a Ray worker cancelled by force, a SIGKILLed command): a deadlocked Lava run would
+    stay for good. A daemon thread of the child; it only sleeps and reads the parent pid.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="lava-isolated-watch-parent", daemon=True).start()
+
+
+def _child_main(path: str, fn: Callable, args: tuple, kwargs: dict, parent: int) -> None:
     code = 0
     try:
         try:
@@ -158,6 +192,7 @@ def _child_main(path: str, fn: Callable, args: tuple, kwargs: dict) -> None:
             os.setsid()
         except OSError:  # pragma: no cover - already a group leader
             pass
+        _watch_parent(parent)
         try:
             payload: tuple = ("ok", fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
@@ -228,8 +263,9 @@ def _kill_group(pgid: int, *, wait_s: float = 5.0) -> None:
         time.sleep(0.005)
 
 
-def _wait_exit(proc, timeout_s: float) -> None:
-    """Wait until the child exits or ``timeout_s`` passes, by polling ``waitpid``.
+def _wait_exit(proc, timeout_s: float, cancel_event: threading.Event | None = None) -> None:
+    """Wait until the child exits, ``timeout_s`` passes or ``cancel_event`` is set, by polling
+    ``waitpid``.
 
     ``proc.join(timeout)`` is not usable: it waits on a sentinel pipe that the child's own children
     (Lava's actors) inherit, so after a failed Lava run it only returns at the timeout.
@@ -238,13 +274,14 @@ def _wait_exit(proc, timeout_s: float) -> None:
     pause = 0.001
     while proc.exitcode is None:
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or (cancel_event is not None and cancel_event.is_set()):
             return
         time.sleep(min(pause, left))
         pause = min(pause * 1.5, 0.02)
 
 
-def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float, **kwargs: Any) -> Any:
+def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float,
+                 cancel_event: threading.Event | None = None, **kwargs: Any) -> Any:
     """Run ``fn(*args, **kwargs)`` in a forked child process group; return its result.
 
     The child is forked (so ``fn`` may be a lambda or a closure over Lava processes) and calls
@@ -253,20 +290,25 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float, **kwargs:
     be picklable.
 
     Raises :class:`LavaRunError` (one-line message, ``.traceback_text`` has the child's traceback)
-    if ``fn`` raised or the child died, :class:`LavaTimeoutError` if ``timeout_s`` seconds passed.
+    if ``fn`` raised or the child died, :class:`LavaTimeoutError` if ``timeout_s`` seconds passed,
+    :class:`LavaCancelledError` if another thread set ``cancel_event`` first. Safe to call from
+    several threads at once (the forks are serialised by :data:`FORK_LOCK`).
     """
     if timeout_s is None or timeout_s <= 0:
         raise ValueError(f"run_isolated needs a positive timeout_s, got {timeout_s!r}")
     ctx = multiprocessing.get_context("fork")
     fd, path = tempfile.mkstemp(prefix="neurocompile-lava-", suffix=".pkl")
     os.close(fd)
-    proc = ctx.Process(target=_child_main, args=(path, fn, args, kwargs),
+    proc = ctx.Process(target=_child_main, args=(path, fn, args, kwargs, os.getpid()),
                        name=f"lava-isolated-{getattr(fn, '__name__', 'fn')}", daemon=False)
     pgid = None
     try:
-        proc.start()
+        with FORK_LOCK:
+            proc.start()
         pgid = proc.pid
-        _wait_exit(proc, timeout_s)
+        _wait_exit(proc, timeout_s, cancel_event)
+        if proc.exitcode is None and cancel_event is not None and cancel_event.is_set():
+            raise LavaCancelledError("the Lava run was cancelled and killed")
         if proc.exitcode is None:
             raise LavaTimeoutError(
                 f"Lava run exceeded its time limit of {timeout_s:g} s and was killed",
@@ -370,7 +412,8 @@ def _wait_checked(runtime, poll_s: float = 0.001) -> None:
 
 def record(net_procs: list, probes: Mapping[str, Any], num_steps: int, chunk: int = 256, *,
            dtype: Any = np.int32, exception_proc_model_map: Mapping | None = None,
-           timings: dict | None = None) -> dict[str, np.ndarray]:
+           timings: dict | None = None,
+           on_chunk: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """Run a Lava network for ``num_steps`` steps and return what the probed OutPorts sent.
 
     ``net_procs``: the network's processes (all must be connected to each other: the runtime is
@@ -381,7 +424,8 @@ def record(net_procs: list, probes: Mapping[str, Any], num_steps: int, chunk: in
 
     ``exception_proc_model_map`` adds ``{Process class: ProcessModel class}`` choices to the run
     config; ``timings``, if given, receives ``build_s`` (compile + runtime start) and ``run_s``
-    (all steps, draining included) in seconds.
+    (all steps, draining included) in seconds; ``on_chunk``, if given, is called with the number
+    of steps done after each chunk (progress reports).
     """
     from lava.magma.compiler.compiler_graphs import find_processes
     from lava.magma.core.run_conditions import RunSteps
@@ -425,6 +469,8 @@ def record(net_procs: list, probes: Mapping[str, Any], num_steps: int, chunk: in
                 for t in range(done, done + n):
                     buf[t] = ex.receive()
             done += n
+            if on_chunk is not None:
+                on_chunk(done)
         if timings is not None:
             timings["build_s"] = t1 - t0
             timings["run_s"] = time.perf_counter() - t1
