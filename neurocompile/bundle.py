@@ -64,10 +64,14 @@ class Bundle:
             from .frontend import load_checkpoint
 
             return float_predictions(load_checkpoint(self.source_path).model, images)
+        from .frontend.netx_import import ARCHITECTURE, source_predictions
+
+        source = read_nir(self.source_path)
+        if source.meta.get("architecture") == ARCHITECTURE:  # lava-dl's Network is the source
+            return source_predictions(source, images, self.steps, _netx_file(source))
         from .backends.reference import run_float
 
-        return run_float(read_nir(self.source_path), images, self.steps,
-                         record=()).predictions()
+        return run_float(source, images, self.steps, record=()).predictions()
 
     @property
     def steps(self) -> int:
@@ -76,6 +80,13 @@ class Bundle:
     @property
     def target(self) -> str:
         return self.manifest["target"]
+
+
+def _netx_file(source: ir.Graph) -> Path | None:
+    """The lava-dl netx file an imported graph was read from, if it is still there: verify then
+    runs lava-dl's own Network as the source model (else the integer graph proved equal to it)."""
+    path = (source.meta.get("config") or {}).get("source")
+    return Path(path) if path and Path(path).is_file() else None
 
 
 def _sha256(path: Path) -> str:

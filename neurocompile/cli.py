@@ -86,7 +86,16 @@ def cmd_export(args) -> None:
     from .compiler import compile_checkpoint
 
     with _status("compiling", not args.json):
-        if str(args.model).lower().endswith(".nir"):  # a NIR file written by another tool
+        if str(args.model).lower().endswith(".net"):  # lava-dl netx HDF5
+            from .frontend.netx_import import compile_netx
+
+            if args.dt is not None or args.reset is not None:
+                raise NeurocompileError(f"{args.model}: --dt and --reset apply to .nir files "
+                                        "only (a netx file holds its integer decays and reset)")
+            compiled = compile_netx(args.model, target=args.target, steps=args.steps,
+                                    input_scale=args.input_scale,
+                                    spike_input=args.spike_input or None)
+        elif str(args.model).lower().endswith(".nir"):  # a NIR file written by another tool
             from .frontend.nir_import import DEFAULT_DT, compile_nir
 
             if args.steps is None:
@@ -100,7 +109,7 @@ def cmd_export(args) -> None:
             if any(v is not None for v in (args.steps, args.input_scale, args.dt, args.reset)) \
                     or args.spike_input:
                 raise NeurocompileError("--steps, --input-scale, --dt, --spike-input and --reset "
-                                        "apply to .nir files only")
+                                        "apply to .nir and .net files only")
             compiled = compile_checkpoint(args.model, args.target,
                                           allow_pickle=args.unsafe_pickle)
         if compiled.limits:  # refuse before writing anything; name every offending layer
@@ -540,23 +549,28 @@ def build_parser() -> argparse.ArgumentParser:
                                    "modules (snnTorch, SpikingJelly) compile with "
                                    "neurocompile.compile(module, example_input).")
     p.add_argument("model", help="checkpoint file (.pt), the name of a shipped checkpoint "
-                                 "(see `neurocompile zoo`), or a .nir file written by another "
-                                 "tool (e.g. snnTorch's export_to_nir; needs --steps)")
+                                 "(see `neurocompile zoo`), a .nir file written by another "
+                                 "tool (e.g. snnTorch's export_to_nir; needs --steps), or a "
+                                 "lava-dl netx .net file (proved against lava-dl's own Network "
+                                 "in Lava before it is compiled; needs --steps unless written "
+                                 "by neurocompile)")
     p.add_argument("--target", default="loihi2", help="target name or .toml file (default: loihi2)")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
     p.add_argument("--unsafe-pickle", action="store_true",
                    help="allow loading a pickled whole module (can run code: trusted files only)")
     p.add_argument("--steps", type=_integer, default=None,
-                   help="MODEL.nir only (required): time steps per sample (NIR has no example "
+                   help="MODEL.nir / MODEL.net only (required unless the .net was written by "
+                        "neurocompile): time steps per sample (neither format has an example "
                         "input)")
     p.add_argument("--input-scale", type=_fraction, default=None,
-                   help="MODEL.nir only: real value of one integer input level, e.g. 1/16 "
-                        "(default 1/16: digits pixels 0..16 read as pixels/16; levels up to "
-                        "round(1/scale))")
+                   help="MODEL.nir / MODEL.net only: real value of one integer input level, "
+                        "e.g. 1/16 (default 1/16: digits pixels 0..16 read as pixels/16; levels "
+                        "up to round(1/scale))")
     p.add_argument("--spike-input", action="store_true",
-                   help="MODEL.nir only: the input is binary spike trains, one frame per step "
-                        "(event cameras, spike-encoded data); verify/simulate --input then take "
-                        "(N, T, *shape) arrays of 0/1")
+                   help="MODEL.nir / MODEL.net only: the input is binary spike trains, one "
+                        "frame per step (event cameras, spike-encoded data; the default of a "
+                        ".net file not written by neurocompile, as in netx); verify/simulate "
+                        "--input then take (N, T, *shape) arrays of 0/1")
     p.add_argument("--reset", choices=("zero", "subtract", "subtract-next"), default=None,
                    help="MODEL.nir only: what a spike did to v where the model was trained (NIR "
                         "cannot say): zero (default, NIR's v_reset), subtract (the threshold; "

@@ -53,6 +53,19 @@ def _saved_files(compiled) -> dict[str, bytes]:
         return bundle_files(compiled.save(Path(tmp) / "bundle"))
 
 
+def _float_predictions(compiled, images) -> np.ndarray:
+    """The source model's predictions: the float graph's, or for a lava-dl netx import lava-dl's
+    own Network (the integer graph proved equal to it when its file is gone)."""
+    from .frontend.netx_import import ARCHITECTURE, source_predictions
+
+    if compiled.source.architecture == ARCHITECTURE:
+        from .bundle import _netx_file
+
+        return source_predictions(compiled.float_graph, images, compiled.steps,
+                                  _netx_file(compiled.float_graph))
+    return run_float(compiled.float_graph, images, compiled.steps, record=()).predictions()
+
+
 def _model(model) -> _Model:
     from .bundle import Bundle, read_bundle
     from .compiler import Compiled
@@ -65,9 +78,8 @@ def _model(model) -> _Model:
         return _Model(model.graph, model.steps, model.float_predictions,
                       lambda: bundle_files(model.path))
     if isinstance(model, Compiled):
-        return _Model(model.graph, model.steps, lambda images: run_float(
-            model.float_graph, images, model.steps, record=()).predictions(),
-            lambda: _saved_files(model))
+        return _Model(model.graph, model.steps, lambda images: _float_predictions(model, images),
+                      lambda: _saved_files(model))
     raise NeurocompileError(f"expected a bundle directory, a Bundle or a Compiled model, got "
                             f"{type(model).__name__}")
 

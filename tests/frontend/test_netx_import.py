@@ -3,16 +3,14 @@ own ``netx.hdf5.Network`` run in Lava."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import re
-import warnings
-from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-import torch
+
+from netx_files import (compiled_mlp, conv_graph, even_weights, grouped_pool_layers, neuron,
+                        with_biases, write_netx_file)
 
 from neurocompile import ir, read_bundle
 from neurocompile.backends.netx import write_netx
@@ -23,68 +21,14 @@ from neurocompile.frontend.netx_import import (ARCHITECTURE, NetxImportError, co
                                                dense_synapse, import_netx, proof_samples, prove,
                                                prove_netx)
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nir_import.py"
 STEPS = 4
 
 
 # --- models compiled by neurocompile, exported with our netx exporter ---------------------------
 
-def _example():
-    spec = importlib.util.spec_from_file_location("nir_import_example_netx", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory):
-    """A trained bias-free snnTorch MLP compiled through NIR (as tests/backends/netx does)."""
-    from neurocompile.frontend.nir_import import compile_nir
-
-    torch.set_num_threads(1)
-    example = _example()
-    path = example.export(example.train(4), tmp_path_factory.mktemp("netx_in") / "mlp.nir")
-    return compile_nir(path, steps=STEPS)
-
-
-def _conv_graph() -> ir.Graph:
-    import snntorch as snn
-    from snntorch.export_nir import export_to_nir
-
-    from neurocompile.frontend.nir_import import compile_nir
-
-    torch.manual_seed(0)
-    shape = (4, 6, 6)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, bias=False),
-        snn.Leaky(beta=torch.full(shape, 0.9), threshold=torch.ones(shape), init_hidden=True,
-                  reset_mechanism="zero"),
-        torch.nn.Flatten(), torch.nn.Linear(144, 10, bias=False),
-        snn.Leaky(beta=torch.full((10,), 0.8), threshold=torch.ones(10), init_hidden=True,
-                  reset_mechanism="zero", output=True))
-    with torch.no_grad():
-        net[0].weight.mul_(3)
-        net[3].weight.mul_(3)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
-    return compile_nir(graph, steps=STEPS).graph
-
-
-def _with_biases(graph: ir.Graph, seed: int = 0) -> ir.Graph:
-    """The same integer graph with per-channel biases that are multiples of 64 (netx's unit)."""
-    graph = graph.copy()
-    rng = np.random.default_rng(seed)
-    for node in graph:
-        if isinstance(node.op, ir.LoihiLIF):
-            channels = graph.shape(node.name)[0]
-            node.op.bias_mant = rng.integers(-8, 9, channels) * 8
-            node.op.bias_exp = np.full(channels, 3)
-            if len(graph.shape(node.name)) == 3:
-                node.op.bias_mant = node.op.bias_mant[:, None, None]
-                node.op.bias_exp = node.op.bias_exp[:, None, None]
-    graph.validate()
-    return graph
+    return compiled_mlp(tmp_path_factory.mktemp("netx_in"), STEPS)
 
 
 def _lifs(graph: ir.Graph) -> list[str]:
@@ -113,7 +57,7 @@ def _assert_same_integer_model(original: ir.Graph, imported: ir.Graph, images) -
 @pytest.mark.lava
 @pytest.mark.timeout(400)
 def test_round_trip_mlp(mlp, tmp_path, digits):
-    original = _with_biases(mlp.graph)
+    original = with_biases(mlp.graph)
     path = tmp_path / "mlp.net"
     write_netx(original, STEPS, path)
     imported = import_netx(path)  # steps, input grid, readout and names from /neurocompile
@@ -133,7 +77,7 @@ def test_round_trip_mlp(mlp, tmp_path, digits):
 @pytest.mark.lava
 @pytest.mark.timeout(400)
 def test_round_trip_conv(tmp_path, digits):
-    original = _with_biases(_conv_graph(), seed=1)
+    original = with_biases(conv_graph(STEPS), seed=1)
     path = tmp_path / "conv.net"
     write_netx(original, STEPS, path)
     imported = import_netx(path)
@@ -149,65 +93,8 @@ def test_round_trip_conv(tmp_path, digits):
 
 # --- hand-written netx files ----------------------------------------------------------------------
 
-def _neuron(**overrides) -> dict:
-    return {"type": "CUBA", "iDecay": 4096, "vDecay": 512, "vThMant": 40, "refDelay": 1,
-            "gradedSpike": False, **overrides}
-
-
-def _write(path: Path, layers: list[dict], extra=None) -> Path:
-    """A netx file: one dict per layer (``type``, datasets, ``neuron`` as a dict)."""
-    with h5py.File(path, "w") as f:
-        group = f.create_group("layer")
-        for i, spec in enumerate(layers):
-            g = group.create_group(str(i))
-            g.create_dataset("type", (1,), "S10", [spec["type"].encode("ascii")])
-            for key, value in spec.items():
-                if key == "type":
-                    continue
-                if key == "neuron":
-                    n = g.create_group("neuron")
-                    for k, v in value.items():
-                        if k == "type":
-                            n.create_dataset("type", (1,), "S10", [v.encode("ascii")])
-                        else:
-                            n.create_dataset(k, data=v)
-                else:
-                    g.create_dataset(key, data=value)
-        if extra:
-            extra(f)
-    return path
-
-
-def _even(rng, shape, low=-40, high=41):
-    return 2 * rng.integers(low // 2, high // 2, shape)
-
-
-def _grouped_pool_layers(i_decay: int = 1024) -> list[dict]:
-    """input neuron (weight and bias) -> grouped conv -> sum pool -> non-square conv -> flatten ->
-    dense: every layer kind the importer reads."""
-    rng = np.random.default_rng(3)
-    return [
-        {"type": "input", "shape": np.array([2, 10, 10]), "weight": 20.0, "bias": 6.0,
-         "neuron": _neuron(iDecay=i_decay, vDecay=512, vThMant=30)},
-        {"type": "conv", "shape": np.array([4, 10, 10]),
-         "weight": _even(rng, (4, 1, 3, 3), -20, 61),
-         "stride": np.array([1, 1]), "padding": np.array([1, 1]), "dilation": np.array([1, 1]),
-         "groups": 2, "bias": np.array([3.0, -2.0, 0.0, 5.0]), "neuron": _neuron()},
-        {"type": "pool", "shape": np.array([4, 5, 5]), "kernelSize": np.array([2, 2]),
-         "stride": np.array([2, 2]), "padding": np.array([0, 0]),
-         "dilation": np.array([1, 1]), "weight": np.full((1, 1, 2, 2), 30.0),
-         "neuron": _neuron(vDecay=256, vThMant=50)},
-        {"type": "conv", "shape": np.array([6, 4, 3]), "weight": _even(rng, (6, 4, 2, 3), -30, 61),
-         "stride": np.array([1, 2]), "padding": np.array([0, 1]), "dilation": np.array([1, 1]),
-         "groups": 1, "neuron": _neuron(iDecay=2048, vThMant=60)},
-        {"type": "flatten", "shape": np.array([72, 1, 1])},
-        {"type": "dense", "shape": np.array([10]), "weight": _even(rng, (10, 72), -40, 61),
-         "bias": rng.integers(-3, 4, 10).astype(float), "neuron": _neuron(vThMant=80)},
-    ]
-
-
 def test_hand_written_layers_map_to_the_ir(tmp_path):
-    path = _write(tmp_path / "hand.net", _grouped_pool_layers())
+    path = write_netx_file(tmp_path / "hand.net", grouped_pool_layers())
     graph = import_netx(path, steps=6, input_max=3)
     kinds = {n.name: type(n.op).__name__ for n in graph}
     assert kinds == {
@@ -230,7 +117,7 @@ def test_hand_written_layers_map_to_the_ir(tmp_path):
     assert graph.shape("layer5") == (10,)
     assert graph.meta["config"]["netx"]["pools"] == [[2, "layer2.pool"]]
     # iDecay = 4096: u keeps nothing, so the input bias is the input neuron's v bias
-    folded = import_netx(_write(tmp_path / "folded.net", _grouped_pool_layers(4096)), steps=6,
+    folded = import_netx(write_netx_file(tmp_path / "folded.net", grouped_pool_layers(4096)), steps=6,
                          input_max=3)
     assert "layer0.bias_axon" not in folded.nodes
     assert np.all(folded["layer0"].op.bias == 6 << 6)
@@ -244,7 +131,7 @@ def test_hand_written_groups_and_pool_spike_exact(tmp_path):
     from conftest import assert_lava_bit_exact
 
     for i_decay in (1024, 4096):  # the input bias through an always-on axon, and folded
-        path = _write(tmp_path / f"hand{i_decay}.net", _grouped_pool_layers(i_decay))
+        path = write_netx_file(tmp_path / f"hand{i_decay}.net", grouped_pool_layers(i_decay))
         graph = import_netx(path, steps=6, input_max=3)
         samples = proof_samples(graph, 3)
         result = prove(path, graph, samples)
@@ -263,11 +150,11 @@ def test_spike_trains_and_a_bare_dense_network(tmp_path):
     rng = np.random.default_rng(7)
     layers = [
         {"type": "dense", "shape": np.array([12]), "weight": rng.integers(-20, 61, (12, 30)),
-         "neuron": _neuron(iDecay=1024, vDecay=128, vThMant=20)},
+         "neuron": neuron(iDecay=1024, vDecay=128, vThMant=20)},
         {"type": "dense", "shape": np.array([8]), "weight": rng.integers(0, 90, (8, 12)),
-         "bias": rng.integers(-2, 3, 8).astype(float), "neuron": _neuron(vThMant=120)},
+         "bias": rng.integers(-2, 3, 8).astype(float), "neuron": neuron(vThMant=120)},
     ]
-    path = _write(tmp_path / "bare.net", layers)
+    path = write_netx_file(tmp_path / "bare.net", layers)
     graph = import_netx(path, steps=5)
     op = graph["input"].op
     assert op.temporal and op.max_value == 1 and op.shape == (30,)
@@ -306,44 +193,44 @@ def test_dense_weights_are_what_lava_computes_with():
 
 def _dense(n_in=4, n_out=3, **extra) -> dict:
     return {"type": "dense", "shape": np.array([n_out]),
-            "weight": 2 * np.arange(n_out * n_in).reshape(n_out, n_in) - 4, "neuron": _neuron(),
+            "weight": 2 * np.arange(n_out * n_in).reshape(n_out, n_in) - 4, "neuron": neuron(),
             **extra}
 
 
 @pytest.mark.parametrize("layers, pattern", [
     ([_dense(), {"type": "dense_rec", "shape": np.array([3]), "weight": np.ones((3, 3)),
-                 "weight_rec": np.ones((3, 3)), "neuron": _neuron()}],
+                 "weight_rec": np.ones((3, 3)), "neuron": neuron()}],
      r"layer 1 \(dense_rec\): a recurrent block"),
-    ([_dense(neuron=_neuron(gradedSpike=True))], r"layer 0 \(dense\): gradedSpike is True"),
+    ([_dense(neuron=neuron(gradedSpike=True))], r"layer 0 \(dense\): gradedSpike is True"),
     ([_dense(), {"type": "mystery", "shape": np.array([3])}],
      r"layer 1 \(mystery\): unknown layer type"),
     ([_dense(delay=np.array([0, 2, 0]))], r"layer 0 \(dense\): has synaptic delays"),
-    ([_dense(neuron=_neuron(type="SDNN"))], r"layer 0 \(dense\): neuron type 'SDNN'"),
-    ([_dense(neuron=_neuron(refDelay=3))], r"layer 0 \(dense\): refDelay 3: a refractory"),
-    ([_dense(neuron=_neuron(wgtExp=2))], r"layer 0 \(dense\): wgtExp 2"),
-    ([_dense(neuron=_neuron(iDecay=0))], r"layer 0 \(dense\): iDecay 0 is outside 1..4096"),
-    ([_dense(neuron=_neuron(vDecay=4096))], r"layer 0 \(dense\): vDecay 4096"),
+    ([_dense(neuron=neuron(type="SDNN"))], r"layer 0 \(dense\): neuron type 'SDNN'"),
+    ([_dense(neuron=neuron(refDelay=3))], r"layer 0 \(dense\): refDelay 3: a refractory"),
+    ([_dense(neuron=neuron(wgtExp=2))], r"layer 0 \(dense\): wgtExp 2"),
+    ([_dense(neuron=neuron(iDecay=0))], r"layer 0 \(dense\): iDecay 0 is outside 1..4096"),
+    ([_dense(neuron=neuron(vDecay=4096))], r"layer 0 \(dense\): vDecay 4096"),
     ([{"type": "dense", "shape": np.array([3]), "weight": np.ones((3, 4))}],
      r"layer 0 \(dense\): has no neuron group"),
     ([{"type": "input", "shape": np.array([1, 5, 5])},
       {"type": "conv", "shape": np.array([2, 3, 3]), "weight": np.ones((2, 1, 3, 3)) * 2,
        "stride": 1, "padding": 0, "dilation": np.array([2, 2]), "groups": 1,
-       "neuron": _neuron()}], r"layer 1 \(conv\): dilation \(2, 2\)"),
+       "neuron": neuron()}], r"layer 1 \(conv\): dilation \(2, 2\)"),
     ([{"type": "input", "shape": np.array([1, 5, 5])},
       {"type": "pool", "shape": np.array([1, 3, 3]), "kernelSize": np.array([2, 2]),
        "stride": np.array([2, 2]), "padding": np.array([0, 0]), "weight": np.full((1, 1, 2, 2), 8),
-       "neuron": _neuron()}], r"layer 1 \(pool\): the file says its neurons are \[1, 3, 3\]"),
+       "neuron": neuron()}], r"layer 1 \(pool\): the file says its neurons are \[1, 3, 3\]"),
     ([{"type": "conv", "shape": np.array([2, 3, 3]), "weight": np.ones((2, 1, 3, 3)) * 2,
-       "neuron": _neuron()}], r"layer 0 \(conv\): the network has no input layer"),
+       "neuron": neuron()}], r"layer 0 \(conv\): the network has no input layer"),
     ([{"type": "input", "shape": np.array([1, 4, 4])},
       {"type": "conv", "shape": np.array([2, 2, 2]), "weight": np.ones((2, 1, 3, 3)) * 2,
-       "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "neuron": _neuron()},
+       "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "neuron": neuron()},
       _dense(8, 3)], r"layer 2 \(dense\): reads the \(2, 2, 2\) image of the layer before it"),
     ([_dense(), {"type": "average", "shape": np.array([1])}],
      r"layer 1 \(average\): an averaging block"),
 ])
 def test_refusals_name_the_file_and_layer(tmp_path, layers, pattern):
-    path = _write(tmp_path / "bad.net", layers)
+    path = write_netx_file(tmp_path / "bad.net", layers)
     with pytest.raises(NetxImportError) as info:
         import_netx(path, steps=4)
     message = str(info.value)
@@ -357,7 +244,7 @@ def test_file_level_refusals(tmp_path):
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 1\n")
     with pytest.raises(NetxImportError, match="Git LFS pointer"):
         import_netx(pointer, steps=4)
-    path = _write(tmp_path / "ok.net", [_dense()])
+    path = write_netx_file(tmp_path / "ok.net", [_dense()])
     with pytest.raises(NetxImportError, match=r"does not say how many time steps.*--steps"):
         import_netx(path)
     with pytest.raises(NetxImportError, match="no such file"):
@@ -374,7 +261,7 @@ def test_file_level_refusals(tmp_path):
 @pytest.mark.lava
 @pytest.mark.timeout(400)
 def test_the_proof_names_the_first_differing_layer(tmp_path, monkeypatch):
-    path = _write(tmp_path / "hand.net", _grouped_pool_layers(4096))
+    path = write_netx_file(tmp_path / "hand.net", grouped_pool_layers(4096))
     graph = import_netx(path, steps=6, input_max=3)
     samples = proof_samples(graph, 2)
     tampered = graph.copy()
@@ -392,3 +279,57 @@ def test_the_proof_names_the_first_differing_layer(tmp_path, monkeypatch):
 def _tamper(graph: ir.Graph) -> ir.Graph:
     graph["layer2"].op.vth += 7
     return graph
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+@pytest.mark.lava
+@pytest.mark.timeout(600)
+def test_export_and_verify_a_netx_file_from_the_cli(tmp_path, monkeypatch, capsys):
+    """`export network.net` proves the import, then `verify` compares lava-dl's own Network (the
+    source model), the integer reference and our Lava lowering; without the file, the integer
+    graph proved equal to it stands in for lava-dl's Network."""
+    import json
+
+    from neurocompile import cli
+
+    rng = np.random.default_rng(11)
+    layers = [
+        {"type": "dense", "shape": np.array([12]), "weight": even_weights(rng, (12, 30), -20, 61),
+         "neuron": neuron(iDecay=1024, vDecay=128, vThMant=20)},
+        {"type": "dense", "shape": np.array([4]), "weight": even_weights(rng, (4, 12), -10, 90),
+         "neuron": neuron(vThMant=100)},
+    ]  # even weights: Loihi 2 stores mixed-sign weights as 2k
+    path = write_netx_file(tmp_path / "bare.net", layers)
+    bundle = tmp_path / "B"
+    assert cli.main(["export", str(path), "--steps", "5", "-o", str(bundle), "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["architecture"] == ARCHITECTURE and exported["layers"] == 2
+    assert read_bundle(bundle).graph.meta["config"]["proof"]["spikes_compared"] > 0
+
+    x = tmp_path / "x.npy"
+    np.save(x, (rng.random((6, 5, 30)) < 0.3).astype(np.uint8))
+    calls = []
+    real = netx_import.run_source
+    monkeypatch.setattr(netx_import, "run_source", lambda *a, **k: calls.append(a[0]) or
+                        real(*a, **k))
+    for present in (True, False):
+        if not present:
+            path.unlink()
+        assert cli.main(["verify", str(bundle), "--input", str(x), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["bit_exact"] and result["samples"] == 6
+        assert result["float_int_prediction_agreement"] == 1.0
+        assert len(calls) == 1, calls  # lava-dl ran only while its file was there
+
+
+def test_netx_export_refuses_nir_only_options(tmp_path, capsys):
+    from neurocompile import cli
+
+    path = write_netx_file(tmp_path / "n.net", [
+        {"type": "dense", "shape": np.array([3]), "weight": np.ones((3, 4)),
+         "neuron": neuron()}])
+    assert cli.main(["export", str(path), "--steps", "4", "--dt", "1", "-o",
+                     str(tmp_path / "B")]) == 2
+    assert "--dt and --reset apply to .nir files only" in capsys.readouterr().err
+    assert not (tmp_path / "B").exists()

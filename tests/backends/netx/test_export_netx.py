@@ -1,82 +1,23 @@
 """lava-dl netx export: the file loads with netx's Network and runs spike-exact in Lava."""
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
-import warnings
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import torch
+from netx_files import compiled_mlp, conv_graph, with_biases
 
 from neurocompile import cli, ir
 from neurocompile.backends.netx import netx_predictions, plan, run_netx, write_netx
 from neurocompile.backends.reference import run_int
 from neurocompile.errors import NeurocompileError
 
-import snntorch as snn  # noqa: E402  (installed by scripts/setup_env.sh)
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "nir_import.py"
 STEPS = 4
-
-
-def _example():
-    spec = importlib.util.spec_from_file_location("nir_import_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory):
-    """A trained bias-free snnTorch MLP (strict neurons, zero biases) compiled through NIR."""
-    from neurocompile.frontend.nir_import import compile_nir
-
-    torch.set_num_threads(1)
-    example = _example()
-    path = example.export(example.train(4), tmp_path_factory.mktemp("netx") / "mlp.nir")
-    return compile_nir(path, steps=STEPS)
-
-
-def _conv_graph():
-    from snntorch.export_nir import export_to_nir
-
-    from neurocompile.frontend.nir_import import compile_nir
-
-    torch.manual_seed(0)
-    shape = (4, 6, 6)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, bias=False),
-        snn.Leaky(beta=torch.full(shape, 0.9), threshold=torch.ones(shape), init_hidden=True,
-                  reset_mechanism="zero"),
-        torch.nn.Flatten(), torch.nn.Linear(144, 10, bias=False),
-        snn.Leaky(beta=torch.full((10,), 0.8), threshold=torch.ones(10), init_hidden=True,
-                  reset_mechanism="zero", output=True))
-    with torch.no_grad():
-        net[0].weight.mul_(3)
-        net[3].weight.mul_(3)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
-    return compile_nir(graph, steps=STEPS).graph
-
-
-def _with_biases(graph: ir.Graph, seed: int = 0) -> ir.Graph:
-    """The same integer graph with per-neuron biases that are multiples of 64 (netx's unit)."""
-    graph = graph.copy()
-    rng = np.random.default_rng(seed)
-    for node in graph:
-        if isinstance(node.op, ir.LoihiLIF):
-            channels = graph.shape(node.name)[0]
-            node.op.bias_mant = rng.integers(-8, 9, channels) * 8
-            node.op.bias_exp = np.full(channels, 3)
-            if len(graph.shape(node.name)) == 3:
-                node.op.bias_mant = node.op.bias_mant[:, None, None]
-                node.op.bias_exp = node.op.bias_exp[:, None, None]
-    graph.validate()
-    return graph
+    return compiled_mlp(tmp_path_factory.mktemp("netx"), STEPS)
 
 
 def _assert_netx_equals_reference(graph, path, images):
@@ -127,7 +68,7 @@ def test_loads_with_netx_network(mlp, tmp_path):
 @pytest.mark.lava
 @pytest.mark.timeout(300)
 def test_mlp_spike_exact_in_lava(mlp, tmp_path, digits):
-    graph = _with_biases(mlp.graph)  # also exercise the bias dataset
+    graph = with_biases(mlp.graph)  # also exercise the bias dataset
     path = tmp_path / "mlp.net"
     write_netx(graph, STEPS, path)
     _assert_netx_equals_reference(graph, path, digits.test_x[:20].reshape(-1, 1, 8, 8))
@@ -136,7 +77,7 @@ def test_mlp_spike_exact_in_lava(mlp, tmp_path, digits):
 @pytest.mark.lava
 @pytest.mark.timeout(300)
 def test_conv_net_spike_exact_in_lava(tmp_path, digits):
-    graph = _with_biases(_conv_graph(), seed=1)
+    graph = with_biases(conv_graph(STEPS), seed=1)
     path = tmp_path / "conv.net"
     summary = write_netx(graph, STEPS, path)
     assert summary["layers"][0].startswith("conv:")
