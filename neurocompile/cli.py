@@ -320,6 +320,21 @@ def cmd_verify(args) -> None:
 
 
 # -- report ---------------------------------------------------------------------------------------
+def _verify_result(path: str) -> dict:
+    """The JSON object ``neurocompile verify --json`` printed, read from ``path``."""
+    from .bundle import MAX_MANIFEST_BYTES
+
+    try:
+        if os.path.getsize(path) > MAX_MANIFEST_BYTES:
+            raise NeurocompileError(f"{path}: too large for a verify --json result")
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise NeurocompileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NeurocompileError(f"{path}: not JSON ({exc})") from exc
+
+
 def cmd_report(args) -> None:
     from .bundle import read_bundle
     from .estimate import analyse, format_html, format_markdown, format_text
@@ -332,6 +347,7 @@ def cmd_report(args) -> None:
         raise NeurocompileError(f"unknown energy model {model!r} for target {target.name!r}; "
                                 f"available: {', '.join(sorted(target.energy_models))}")
     samples, _ = _inputs(args, bundle)
+    verified = None if args.verify_json is None else _verify_result(args.verify_json)
     args.json = args.format == "json"
     trace = _run(args, bundle, samples, reference=True)["reference"]
     with _status("mapping onto cores and estimating energy and time", not args.json):
@@ -340,6 +356,7 @@ def cmd_report(args) -> None:
         report = estimate.report({"bundle": str(bundle.path), "target": bundle.target,
                                   "architecture": bundle.manifest.get("architecture"),
                                   "attention": attention})
+    report = _report_extras(args, bundle, trace, report, verified)
     if args.format == "json":
         text = json.dumps(report, indent=2, sort_keys=True)
     elif args.format == "md":
@@ -357,6 +374,28 @@ def cmd_report(args) -> None:
                                     f"({exc.strerror or exc})") from exc
     else:
         print(text)
+
+
+def _report_extras(args, bundle, trace, report: dict, verified: dict | None) -> dict:
+    """The spike raster of the first sample, the verification (``--verify-json``), and the
+    ``--figures`` / ``--csv`` files."""
+    from .estimate.report import add_verification, spike_raster
+
+    report["raster"] = spike_raster(bundle.graph, trace, sample=0)
+    if verified is not None:
+        add_verification(report, verified, args.verify_json, bundle.graph)
+    if args.figures:
+        from .estimate.figures import write_figures
+
+        with _status(f"drawing the figures into {args.figures}", True):
+            written = write_figures(report, args.figures)
+        _console().print(f"{len(written)} figure files (SVG, PDF) -> {args.figures}")
+    if args.csv:
+        from .estimate.tables import write_csv
+
+        written = write_csv(report, args.csv)
+        _console().print(f"{len(written)} CSV tables -> {args.csv}")
+    return report
 
 
 # -- zoo ------------------------------------------------------------------------------------------
@@ -403,6 +442,18 @@ def _convert_nir(args, bundle) -> None:
                          f"integer ops in metadata) -> {args.output}")
 
 
+def _convert_lava_script(args, bundle) -> None:
+    from .backends.lava.script import write_lava_script
+
+    with _status("building the Lava network to list its processes", not args.json):
+        summary = write_lava_script(bundle, args.output)
+    payload = {"lava_script": str(args.output), "bundle": str(bundle.path), **summary}
+    own = ", ".join(summary["custom_processes"]) or "none"
+    _emit(args, payload, f"wrote a Lava script ({summary['processes']} processes; without a "
+                         f"neurocore model: {own}) -> {args.output}\n"
+                         f"run it: python {args.output} [--input x.npy] [--hardware]")
+
+
 def _convert_netx(args, bundle) -> None:
     from .backends.netx import RESET_OFFSET, write_netx
 
@@ -424,6 +475,8 @@ def cmd_convert(args) -> None:
         return _convert_nir(args, bundle)
     if args.to == "netx":
         return _convert_netx(args, bundle)
+    if args.to == "lava-script":
+        return _convert_lava_script(args, bundle)
     model = write_onnx(bundle.graph, bundle.steps, args.output)
     outputs = [o.name for o in model.graph.output]
     payload = {"onnx": str(args.output), "bundle": str(bundle.path), "opset": OPSET,
@@ -668,7 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("convert", help="write a bundle's integer model in another format "
-                                       "(ONNX, NIR, lava-dl netx)",
+                                       "(ONNX, NIR, lava-dl netx, a Lava script)",
                        description="Write BUNDLE's integer graph as an ONNX model that computes "
                                    "exactly what the integer reference computes (T steps "
                                    "unrolled; input `images` int64, outputs `logits` and "
@@ -677,17 +730,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "as a lava-dl netx HDF5 network (load it with "
                                    "Network(net_config=FILE, input_message_bits=B, "
                                    "reset_interval=T, reset_offset=1); the readout stays on the "
-                                   "host).")
+                                   "host), or as a standalone Lava script that builds the "
+                                   "deployed network from the bundle and runs it with "
+                                   "Loihi2SimCfg, or Loihi2HwCfg with --hardware where Intel's "
+                                   "lava-loihi is installed.")
     p.add_argument("bundle")
-    p.add_argument("--to", choices=("onnx", "nir", "netx"), required=True,
+    p.add_argument("--to", choices=("onnx", "nir", "netx", "lava-script"), required=True,
                    help="onnx: the integer model for onnxruntime; nir: stock-readable NIR (the "
                         "exact ops in metadata); netx: lava-dl netx HDF5 (chains of Dense / Conv "
-                        "into CUBA LIFs)")
+                        "into CUBA LIFs); lava-script: a Python script running the bundle in Lava "
+                        "(python FILE.py --help)")
     p.add_argument("--standard", action="store_true",
                    help="with --to nir: standard NIR primitives only, no neurocompile metadata "
                         "(refused for graphs with extension ops such as attention)")
     p.add_argument("-o", "--output", required=True,
-                   help="file to write (FILE.onnx, FILE.nir, FILE.net)")
+                   help="file to write (FILE.onnx, FILE.nir, FILE.net, FILE.py)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_convert)
 
