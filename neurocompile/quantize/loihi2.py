@@ -44,13 +44,14 @@ a multiple of 64 for t <= shift - f, and a multiple of 64 is >= 64 R exactly whe
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from .. import fixedpoint, ir
-from ..errors import QuantizationError
+from ..errors import NeurocompileWarning, QuantizationError
 from ..target import Target
 from .ranges import ValueRange, value_ranges
 
@@ -396,7 +397,14 @@ def _quantize_ssa_bin(name: str, op: ir.SSABin, neuron: ir.LeakyNeuron, shape, t
     lif = ir.LoihiLIF(du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
     info = LayerQuantization(name, "", unit * 2 ** shift / neuron.gain, vth, dv, 0, 1,
                              tokens << shift, notes)
-    return ir.IntSSABin(op.heads, np.floor(op.delta), shift), lif, info
+    delta = np.floor(op.delta)
+    if np.all(delta == 0) and np.all(op.delta >= 0):
+        warnings.warn(f"{name}: every head's attention threshold delta lies in [0, 1) "
+                      f"({', '.join(f'{d:.3g}' for d in op.delta)}); on whole coincidence counts "
+                      "that is delta 0: the map keeps every query-key pair sharing one spike, as "
+                      "the float model does, so the learned thresholds select nothing more",
+                      NeurocompileWarning, stacklevel=2)
+    return ir.IntSSABin(op.heads, delta, shift), lif, info
 
 
 def scaled_product_neuron(name: str, neuron: ir.LeakyNeuron, scale: float, product: int,

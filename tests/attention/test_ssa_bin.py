@@ -2,6 +2,8 @@
 training statistics, the exact integer neuron, and bit-exact Lava runs."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -171,6 +173,22 @@ def test_quantized_model_is_proven_and_keeps_delta_and_shift(target):
     assert np.array_equal(lif.bias, -64 * (shift * 2 ** op.shift).astype(np.int64))
     assert lif.vth == 2 ** op.shift - 1  # theta / gain = 1: V >= 64 * 2**shift
     assert all(f.ok for f in check_overflow(quantized.graph, target))
+
+
+def test_thresholds_below_one_in_every_head_are_named(target):
+    """delta in [0, 1) is delta 0 on whole counts: exact, but the learned thresholds select
+    nothing; a warning says so (one head at 1 or more: no warning)."""
+    from neurocompile.errors import NeurocompileWarning
+
+    mean, neuron = np.zeros(32), ir.LeakyNeuron(leak=0.5, gain=0.5, threshold=0.5)
+    with pytest.warns(NeurocompileWarning, match=r"attn: every head's attention threshold "
+                                                 r"delta lies in \[0, 1\) \(0\.3, 0\.99\)"):
+        _quantize_ssa_bin("attn", ir.SSABin(2, np.array([0.3, 0.99]), mean), neuron, (16, 32),
+                          target, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _quantize_ssa_bin("attn", ir.SSABin(2, np.array([0.3, 1.5]), mean), neuron, (16, 32),
+                          target, 4)
 
 
 # -- the shipped checkpoint and Lava ---------------------------------------------------------------
