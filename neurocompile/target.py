@@ -8,6 +8,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
+from dataclasses import MISSING
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +25,12 @@ class CoreLimits:
     synapse_bits: int
     fan_in_axons: int
     fan_out_axons: int
+    # Intel-style allocation (estimate/mapping.py); 0 = absent: the generic per-byte model
+    synaptic_memory_words: int = 0
+    synapse_word_bits: int = 0
+    dense_synapse_bits: int = 0
+    dense_row_header_words: int = 0
+    strip_max_neurons: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,8 @@ def _section(data: dict, source: str, name: str, cls, kind: type):
         return None
     values = {}
     for f in dataclass_fields(cls):
+        if f.name not in data[name] and not isinstance(f.default, type(MISSING)):
+            continue                     # an optional key (it has a default)
         value = _get(data, source, name, f.name, kind=int if kind is int else (int, float))
         if not 0 < value < float("inf"):
             raise NeurocompileError(f"{source}: {name}.{f.name} = {value!r} must be positive "

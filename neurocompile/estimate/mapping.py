@@ -129,6 +129,7 @@ class Feeder:
     group: int = 1             # channels per head (headsum, bcast_heads)
     delay: int = 0             # synaptic delay in steps (DS2TA's delayed taps)
     recurrent: bool = False    # reads the source one step late (an ir.Delay): a back edge
+    weight_bits: int = 8       # bits of the largest stored weight magnitude, sign included
 
     @property
     def window(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -191,14 +192,18 @@ class Feeder:
         return self.channels_read(m, out_channels) * self.footprint(q)
 
     # -- connectivity to a split consumer ------------------------------------------------------
-    def position_targets(self, q: int) -> np.ndarray:
-        """(S_in, position chunks) bool: which chunks of q output positions each input reaches."""
+    def position_targets(self, chunk_of: np.ndarray | int) -> np.ndarray:
+        """(S_in, position chunks) bool: which position chunks of the consumer each input
+        reaches; ``chunk_of`` (S_out,) is the consumer's chunk of every output position
+        (``Population.chunk_of_positions``), or an int q: contiguous chunks of q positions."""
         ho, wo = self.out_grid
         s_out = ho * wo
-        chunks = -(-s_out // q)
+        if isinstance(chunk_of, (int, np.integer)):
+            chunk_of = np.arange(s_out) // chunk_of
+        chunks = int(chunk_of.max()) + 1
         if self.kind in _TOKENWISE:
             out = np.zeros((s_out, chunks), dtype=bool)
-            out[np.arange(s_out), np.arange(s_out) // q] = True
+            out[np.arange(s_out), chunk_of] = True
             return out
         if self.kind == "tokensum":                  # every token -> the one output position
             return np.ones((self.in_grid[0], chunks), dtype=bool)
@@ -207,7 +212,7 @@ class Feeder:
         h, w = self.in_grid
         out = np.zeros((h * w, chunks), dtype=bool)
         oy, ox = np.divmod(np.arange(s_out), wo)
-        chunk = np.arange(s_out) // q
+        chunk = chunk_of
         (kh, kw), (sh, sw), (ph, pw) = self.window
         for a in range(kh):
             for b in range(kw):
@@ -272,6 +277,15 @@ class Population:
     cores: int = 0
     first_core: int = 0
     binding: str = ""
+    #: Intel-style allocation: "strips" (full-height strips of ``strip_width`` columns of an
+    #: image), "dense" (a vector layer split by its synaptic-memory entries) or "" (generic)
+    allocation: str = ""
+    strip_width: int = 0
+    grid: tuple[int, int] = (1, 1)       # (H, W) of the positions (strips)
+    # Intel's per-core columns (worst core): input-axon entries, stored synapses, SynMem entries
+    axon_in: int = 0
+    synapses_per_core: int = 0
+    synmem_words: int = 0
     # per-core loads of the chosen split (worst core) and totals
     max_neurons_per_core: int = 0
     max_synaptic_bytes_per_core: int = 0
@@ -293,7 +307,33 @@ class Population:
 
     @property
     def position_chunks(self) -> int:
+        if self.strip_width:
+            return -(-self.grid[1] // self.strip_width)
         return -(-self.positions // self.position_chunk) if self.position_chunk else 0
+
+    def chunk_of_positions(self) -> np.ndarray:
+        """(S,) the position chunk of every position (row-major): its strip of columns, or its
+        contiguous range of ``position_chunk`` positions."""
+        s = np.arange(self.positions)
+        if self.strip_width:
+            return (s % self.grid[1]) // self.strip_width
+        return s // self.position_chunk
+
+    def position_groups(self) -> list[np.ndarray]:
+        """The positions of every position chunk, in chunk order."""
+        of = self.chunk_of_positions()
+        return [np.flatnonzero(of == k) for k in range(self.position_chunks)]
+
+    def core_table_row(self) -> dict:
+        """The columns Intel's Loihi 2 compiler prints per layer (worst core; ``axon_map`` =
+        output routes, ``synmem_words`` = SynMem entries in the Intel-style allocations)."""
+        return {"layer": self.name, "allocation": self.allocation or "generic",
+                "tile": ([self.strip_width, self.grid[0], self.channel_chunk] if self.strip_width
+                         else [self.channel_chunk, self.position_chunk]),
+                "axon_in": self.axon_in or self.max_axons_per_core,
+                "neurons": self.max_neurons_per_core, "synapses": self.synapses_per_core,
+                "axon_map": self.max_routes_per_core, "synmem_words": self.synmem_words,
+                "cores": self.cores}
 
     def core_of(self, pc: np.ndarray, cc: np.ndarray) -> np.ndarray:
         """Global index of the (first split) core holding position chunk pc, channel chunk cc."""
@@ -317,7 +357,7 @@ class Population:
                    max_synaptic_bytes_per_core=self.max_synaptic_bytes_per_core,
                    max_axons_per_core=self.max_axons_per_core,
                    max_routes_per_core=self.max_routes_per_core,
-                   synaptic_bytes=self.synaptic_bytes)
+                   synaptic_bytes=self.synaptic_bytes, per_core=self.core_table_row())
         delays = [f.delay for f in self.feeders if f.delay]
         if delays:  # only populations with delayed synapses (DS2TA gates) carry the key
             out["max_synaptic_delay"] = max(delays)
@@ -370,6 +410,10 @@ class Mapping:
     def generators(self) -> list[Population]:
         return [p for p in self.populations if p.unit == GENERATOR]
 
+    def core_table(self) -> list[dict]:
+        """Intel's per-core distribution table: one row per neurocore population."""
+        return [p.core_table_row() for p in self.populations if p.unit == "neurocore"]
+
     def binding_counts(self) -> dict[str, int]:
         """Cores per binding limit (what made the mapper split)."""
         out: dict[str, int] = {}
@@ -405,6 +449,7 @@ class Mapping:
             "neurons_per_core": self.neurons_per_core,
             "synaptic_memory_bytes_per_core": self.synaptic_memory_bytes,
             "binding": self.binding_counts(),
+            "core_table": self.core_table(),
             "populations": [p.as_dict() for p in self.populations],
         }
 
@@ -555,19 +600,26 @@ class _Builder:
                     f.source, f.recurrent = self.resolve(f.source), True
 
 
+def _weight_bits(weight) -> int:
+    """Bits of the largest weight magnitude plus a sign bit (what a packed synapse stores)."""
+    w = np.asarray(weight)
+    return int(np.abs(w).max()).bit_length() + 1 if w.size else 1
+
+
 def _conv_feeders(builder: _Builder, node: ir.Node) -> list[Feeder]:
     op, src = node.op, node.inputs[0]
     kh, kw = op.kernel_hw
     return [Feeder("conv", builder.resolve(src), node.name, kernel=kh if kh == kw else (kh, kw),
                    stride=op.stride, padding=op.padding, groups=op.groups,
-                   **builder.geometry(src, node.name))]
+                   weight_bits=_weight_bits(op.weight), **builder.geometry(src, node.name))]
 
 
 def _pool_feeders(builder: _Builder, node: ir.Node) -> list[Feeder]:
     op, src = node.op, node.inputs[0]
     geometry = builder.geometry(src, node.name)
     return [Feeder("pool", builder.resolve(src), node.name, kernel=op.kernel, stride=op.stride,
-                   padding=op.padding, groups=geometry["in_channels"], **geometry)]
+                   padding=op.padding, groups=geometry["in_channels"], weight_bits=2,
+                   **geometry)]
 
 
 def _simple_feeders(kind: str):
@@ -575,7 +627,9 @@ def _simple_feeders(kind: str):
         src = node.inputs[0]
         group = getattr(node.op, "heads", None)
         group = builder.graph.shape(src)[1] // group if group else 1
-        return [Feeder(kind, builder.resolve(src), node.name, group=group,
+        weight = getattr(node.op, "weight", None)
+        bits = _weight_bits(weight) if weight is not None else 2
+        return [Feeder(kind, builder.resolve(src), node.name, group=group, weight_bits=bits,
                        **builder.geometry(src, node.name))]
     return rule
 
@@ -612,6 +666,13 @@ class _Limits:
         self.max_delay = 1 << target.delay_bits   # steps one synapse can delay (Lava: 1..64)
         self.fan_in = target.core.fan_in_axons
         self.fan_out = target.core.fan_out_axons
+        core = target.core
+        self.intel = core.synaptic_memory_words > 0       # Intel-style strips and dense entries
+        self.words = core.synaptic_memory_words
+        self.word_bits = core.synapse_word_bits
+        self.dense_bits = core.dense_synapse_bits
+        self.header_words = core.dense_row_header_words
+        self.strip_neurons = core.strip_max_neurons or target.neurons_per_core
 
     def synapse_bytes(self, feeder: Feeder, m: int) -> float:
         """Bytes of the synapses a core holding m output channels stores for ``feeder``: a
@@ -713,6 +774,165 @@ def _split(pop: Population, limits: _Limits) -> None:
     pop.binding = " + ".join(sorted(reasons)) or "neurons"
 
 
+# -- Intel-style allocation (calibrated on Intel's Loihi 2 compiler tables) ------------------------
+#: feeder kinds whose weights a core shares across the positions it holds (convolutional encoding)
+_SHARED = ("conv", "pool", "unit")
+
+
+def _strip_feeders(pop: Population) -> bool:
+    """An image population fed only through shared (convolutional) synapses: full-height
+    strips."""
+    return bool(pop.feeders) and all(
+        f.kind in _SHARED and not f.delay and not f.recurrent and f.out_grid[1] > 1
+        and f.in_grid[1] > 1 for f in pop.feeders)
+
+
+def _dense_feeders(pop: Population) -> bool:
+    """A vector population fed through dense synapses (one list per input axon)."""
+    return pop.positions == 1 and bool(pop.feeders) and all(
+        f.kind == "linear" and f.in_grid == (1, 1) and not f.delay and not f.recurrent
+        for f in pop.feeders)
+
+
+def _axon_map_entries(f: Feeder, consumer: Population, src: Population) -> np.ndarray:
+    """Output-axon entries the source needs for an Intel-style consumer, per source element: one
+    per position for a shared-weight consumer (every channel of a position travels through one
+    convolutional axon), one per neuron for a dense consumer (each its own axon, multicast to all
+    the consumer's cores)."""
+    c, s = src.channels, src.positions
+    if consumer.allocation == "dense":
+        return np.ones((c, s))
+    reached = f.position_targets(consumer.chunk_of_positions()).any(axis=1)
+    return np.broadcast_to(reached.astype(float) / c, (c, s)).copy()
+
+
+def _words_shared(f: Feeder, m: int, out_channels: int, limits: _Limits) -> int:
+    """SynMem entries of a shared-weight feeder on a core of m of the ``out_channels`` output
+    channels: one synapse list per input channel read and kernel tap, holding the weights of its
+    output channels on the core, packed ``weight_bits`` each into ``synapse_word_bits`` words
+    (the same for every strip: the weights are shared across positions)."""
+    (kh, kw), _, _ = f.window
+    if f.kind == "unit":
+        return m
+    per_row = min(m, max(1, out_channels // f.groups))
+    rows = f.channels_read(m, out_channels) * kh * kw
+    return rows * -(-per_row * f.weight_bits // limits.word_bits)
+
+
+def _stored_synapses(f: Feeder, m: int) -> int:
+    (kh, kw), _, _ = f.window
+    if f.kind == "conv":
+        return (f.in_channels // f.groups) * kh * kw * m
+    return f.synapses(m)
+
+
+def _split_any(pop: Population, limits: _Limits) -> None:
+    """Intel-style allocation where it applies (strips of images, dense vectors), else the
+    generic chunk search."""
+    if limits.intel and _strip_feeders(pop) and _split_strips(pop, limits):
+        return
+    if limits.intel and _dense_feeders(pop):
+        _split_dense(pop, limits)
+        return
+    pop.allocation, pop.strip_width = "", 0
+    _split(pop, limits)
+
+
+def _split_strips(pop: Population, limits: _Limits) -> bool:
+    """Full-height strips of a power-of-two number of columns, halved until a strip fits (as
+    Intel's compiler tiles PilotNet: Conv(4, 32, 24), Conv(8, 7, 48), ...); output channels
+    split only when one core cannot hold the layer's weights. False when one column is too big
+    (the generic search then splits rows)."""
+    (h, w), c = pop.feeders[0].out_grid, pop.channels
+    words = lambda m: sum(_words_shared(f, m, c, limits) for f in pop.feeders)  # noqa: E731
+    ratio, m = 1, c
+    while words(m) > limits.words and m > 1:
+        ratio *= -(-words(m) // limits.words)
+        m = -(-c // ratio)
+    if words(m) > limits.words:
+        return False
+    routes = pop.routes if pop.routes is not None else np.zeros((c, h * w))
+    per_column = routes.reshape(c, h, w).sum(axis=1)        # (C, W)
+
+    def strip_routes(width: int) -> float:
+        starts = np.arange(0, w, width)
+        cols = np.add.reduceat(per_column, starts, axis=1)  # (C, strips)
+        chunks = [cols[i:i + m].sum(axis=0) for i in range(0, c, m)]
+        return float(max(x.max() for x in chunks))
+
+    width, reasons = 1 << (w - 1).bit_length(), set()
+    while width > 1:
+        failing = {"neurons"} if width * h * m > limits.strip_neurons else set()
+        if strip_routes(width) > limits.fan_out:
+            failing.add("fan-out")
+        if not failing:
+            break
+        reasons |= failing
+        width //= 2
+    if width * h * m > limits.strip_neurons or strip_routes(width) > limits.fan_out:
+        return False
+    pop.allocation, pop.strip_width, pop.grid = "strips", width, (h, w)
+    pop.channel_chunk, pop.position_chunk, pop.input_splits = m, width * h, 1
+    pop.cores = pop.channel_chunks * pop.position_chunks
+    if ratio > 1:
+        reasons.add("memory")
+    pop.binding = " + ".join(sorted(reasons)) if pop.cores > 1 else "fits one core"
+    pop.max_neurons_per_core = width * h * m
+    pop.synmem_words = words(m)
+    pop.max_synaptic_bytes_per_core = pop.synmem_words * limits.word_bits // 8
+    pop.synaptic_bytes = pop.max_synaptic_bytes_per_core * pop.cores
+    # input-axon entries: Intel's conv cores show one per x-stride phase (1 or 2)
+    pop.axon_in = pop.max_axons_per_core = sum(
+        f.window[1][1] if f.kind != "unit" else 1 for f in pop.feeders)
+    pop.synapses_per_core = sum(_stored_synapses(f, m) for f in pop.feeders)
+    pop.max_routes_per_core = int(math.ceil(strip_routes(width)))
+    return True
+
+
+def _split_dense(pop: Population, limits: _Limits) -> None:
+    """Split a dense vector layer as Intel's compiler does: start on one core, and while a core
+    exceeds a register multiply the cores by the overflow ratio (PilotNet's 100 x 2560 layer:
+    66,560 entries / 12,000 -> 6 cores, 12,800 -> 12). Entries per input axon:
+    ceil(neurons x dense_synapse_bits / word) + header."""
+    c = pop.channels
+    axons = sum(f.in_channels for f in pop.feeders)
+    k = max(1, -(-axons // limits.fan_in))                  # input splits (dendritic join)
+    routes = pop.routes if pop.routes is not None else np.zeros((c, 1))
+
+    def loads(m: int) -> dict[str, float]:
+        words = -(-axons // k) * (-(-m * limits.dense_bits // limits.word_bits)
+                                  + limits.header_words)
+        return {"memory": words, "neurons": m,
+                "fan-out": max(float(routes[i:i + m].sum()) for i in range(0, c, m))}
+
+    caps = {"memory": limits.words, "neurons": limits.strip_neurons, "fan-out": limits.fan_out}
+    cores, reasons = 1, set()
+    while True:
+        m = -(-c // cores)
+        got = loads(m)
+        over = {key: got[key] / caps[key] for key in got if got[key] > caps[key]}
+        if not over or m == 1:
+            break
+        reasons |= set(over)
+        cores *= max(2, math.ceil(max(over.values())))
+    if over:
+        raise NeurocompileError(f"{pop.name}: one dense neuron needs {got}, more than a core's "
+                                f"{caps}")
+    pop.allocation, pop.strip_width, pop.grid = "dense", 0, (1, 1)
+    pop.channel_chunk, pop.position_chunk, pop.input_splits = m, 1, k
+    pop.cores = pop.channel_chunks * k
+    if k > 1:
+        reasons.add("input split")
+    pop.binding = " + ".join(sorted(reasons)) if pop.cores > 1 else "fits one core"
+    pop.max_neurons_per_core = m
+    pop.synmem_words = int(got["memory"])
+    pop.max_synaptic_bytes_per_core = pop.synmem_words * limits.word_bits // 8
+    pop.synaptic_bytes = pop.max_synaptic_bytes_per_core * pop.cores
+    pop.axon_in = pop.max_axons_per_core = -(-axons // k)
+    pop.synapses_per_core = -(-axons // k) * m
+    pop.max_routes_per_core = int(math.ceil(got["fan-out"]))
+
+
 def _add_routes(consumer: Population, pops: dict[str, Population], readout: str | None,
                 recurrent: bool | None = None) -> None:
     """Add the consumer's destinations to the output routes of every population feeding it
@@ -726,7 +946,10 @@ def _add_routes(consumer: Population, pops: dict[str, Population], readout: str 
         if consumer.unit == "x86":
             src.routes += 1
             continue
-        per_pos = f.position_targets(consumer.position_chunk).sum(axis=1)
+        if consumer.allocation:
+            src.routes += _axon_map_entries(f, consumer, src)
+            continue
+        per_pos = f.position_targets(consumer.chunk_of_positions()).sum(axis=1)
         per_ch = f.channel_targets(consumer.channel_chunk, consumer.channels).sum(axis=1)
         # a Flatten between them: the (C*S, 1) routes of the flat vector are the sender's (C, S)
         # in row-major order (flat index c * S + s)
@@ -756,7 +979,7 @@ def _split_all(pops: list[Population], by_name: dict[str, Population], readout: 
                 _add_routes(pop, by_name, readout, recurrent=True)
         for pop in reversed(pops):          # consumers before their sources (fan-out routes)
             if pop.unit == "neurocore":
-                _split(pop, limits)
+                _split_any(pop, limits)
             _add_routes(pop, by_name, readout, recurrent=False if recurrent else None)
         if not recurrent:
             return

@@ -125,7 +125,7 @@ def _pair_messages(events: np.ndarray, src: Population | None, pos_t: np.ndarray
                    ch_t: np.ndarray) -> np.ndarray:
     """Messages between every (producer chunk) and (consumer chunk): (PPC, PCC, QPC, QCC)."""
     c, s = events.shape
-    pos_slices = _chunks(s, src.position_chunk) if src else [slice(0, s)]
+    pos_slices = src.position_groups() if src else [slice(0, s)]
     ch_slices = _chunks(c, src.channel_chunk) if src else [slice(0, c)]
     x = np.stack([events[:, sl] @ pos_t[sl] for sl in pos_slices])          # (PPC, C, QPC)
     y = np.stack([np.einsum("pcq,cr->prq", x[:, sl], ch_t[sl]) for sl in ch_slices], axis=1)
@@ -137,7 +137,7 @@ def _flattened_messages(events: np.ndarray, src: Population | None, pos_t: np.nd
     """``_pair_messages`` for a consumer that reads the producer's (C, S) neurons through a
     Flatten: input channel ``c * S + s`` at the consumer's single input position."""
     c, s = events.shape
-    pos_slices = _chunks(s, src.position_chunk) if src else [slice(0, s)]
+    pos_slices = src.position_groups() if src else [slice(0, s)]
     ch_slices = _chunks(c, src.channel_chunk) if src else [slice(0, c)]
     ch3 = ch_t.reshape(c, s, -1)                                            # (C, S, QCC)
     per_chunk = np.array([[np.einsum("cs,csr->r", events[cs, ps], ch3[cs, ps])
@@ -171,7 +171,7 @@ def estimate_traffic(graph: ir.Graph, mapping: Mapping, counts: ActivityCounts) 
                 ones = (np.ones((events.shape[1], 1)), np.ones((events.shape[0], 1)))
                 weights = _pair_messages(events, src, *ones)
             else:
-                pos_t = f.position_targets(pop.position_chunk)
+                pos_t = f.position_targets(pop.chunk_of_positions())
                 ch_t = f.channel_targets(pop.channel_chunk, pop.channels)
                 if events.shape != (ch_t.shape[0], pos_t.shape[0]) \
                         and events.size == ch_t.shape[0] * pos_t.shape[0]:

@@ -188,22 +188,30 @@ def test_spikformer_4_384_maps_to_an_explained_core_and_chip_count(spikformer_4_
     m = map_graph(spikformer_4_384, target)
     check_limits(m, target)
     print("\n" + m.summary())
-    # q, k, v, proj (384 -> 384, 64 tokens): a core holds <= 341 output channels of 384 weights
-    # (128 KiB) and <= 10 tokens (4096 input axons / 384): 2 channel x 7 token chunks = 14 cores
+    # q, k, v, proj (384 -> 384, 64 tokens): a core holds <= 250 output channels of 384 weights
+    # (96,000 bytes = 12,000 SynMem entries of 64 bits) and <= 10 tokens (4096 input axons /
+    # 384): 2 channel x 7 token chunks = 14 cores
     for block in range(4):
         for part in ("q", "k", "v", "proj"):
             p = m.population(f"blocks.{block}.attn.{part}_lif")
             assert (p.cores, p.channel_chunks, p.position_chunks) == (14, 2, 7)
             assert p.binding == "fan-in + memory"
-        fc2 = m.population(f"blocks.{block}.mlp.fc2_lif")  # 1536 inputs: 2 tokens, 77 channels
-        assert (fc2.cores, fc2.position_chunk, fc2.channel_chunk) == (160, 2, 77)
+        fc2 = m.population(f"blocks.{block}.mlp.fc2_lif")  # 1536 inputs: 2 tokens, 55 channels
+        assert (fc2.cores, fc2.position_chunk, fc2.channel_chunk) == (224, 2, 55)
         assert m.population(f"blocks.{block}.attn.ssa").unit == "x86"
-    rpe = m.population("sps.rpe_lif")   # 3x3 x 384 inputs = 3456 axons: one pixel per core
-    assert rpe.position_chunk == 1 and rpe.cores == 64 * 11
+    # the convolutions take full-height strips (Intel's tiling); the 3x3 x 384 -> 384 kernel
+    # needs 384 x 9 x ceil(384 x 8 / 64) entries: 26 channel groups of 15 on the whole 8x8 grid
+    rpe = m.population("sps.rpe_lif")
+    assert (rpe.allocation, rpe.strip_width, rpe.channel_chunk, rpe.cores) == \
+        ("strips", 8, 15, 26)
+    assert rpe.binding == "memory"
+    stage0 = m.population("sps.stages.0.lif")    # 48 x 32 x 32: strips of 2 columns, 3072 neurons
+    assert (stage0.strip_width, stage0.cores, stage0.binding) == (2, 16, "neurons")
     assert m.neurons == 1_744_896
-    assert (m.cores, m.chips) == (4355, 35)
+    assert (m.cores, m.chips) == (2466, 20)
     assert m.chips <= target.max_chips
     assert len(m.x86_units) == 4
     binding = m.binding_counts()
-    assert set(binding) == {"fan-in + memory", "fan-out", "fan-in + fan-out", "fan-in"}
+    assert set(binding) == {"fan-in + memory", "fan-out", "fan-out + neurons", "fan-in",
+                            "neurons", "memory", "memory + neurons"}
     assert sum(binding.values()) == m.cores
