@@ -288,6 +288,9 @@ def cmd_simulate(args) -> None:
             f"accuracy           {_score(payload['accuracy'])}"]
     if samples.labels is None:
         text.append("predictions: " + " ".join(map(str, predictions.tolist())))
+    text.append("firing rates       spikes per neuron per step, per spiking layer")
+    width = max(map(len, rates), default=0)
+    text += [f"  {name:<{width}}  {rate:.4f}" for name, rate in rates.items()]
     _emit(args, payload, "\n".join(text))
 
 
@@ -635,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_export)
 
-    def data_args(p, labels: bool = True):
+    def data_args(p, labels: bool = True, lava: bool = True):
         p.add_argument("--samples", type=_integer, default=None, metavar="K",
                        help=f"run the first K samples of the data used (default: the first "
                             f"{DIGITS_SAMPLES} of the (event) digits test split; all of "
@@ -655,9 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--data", metavar="D.npz",
                            help="an .npz archive holding x (as --input) and y (as --labels); "
                                 "not combined with --input or --labels")
-        p.add_argument("--timeout", type=_seconds, default=None,
-                       help="time limit in seconds for a Lava run, of each shard's with "
-                            "--workers (default: sized to the run)")
+        if lava:  # report runs the integer reference only: no Lava run to limit
+            p.add_argument("--timeout", type=_seconds, default=None,
+                           help="time limit in seconds for a Lava run, of each shard's with "
+                                "--workers (default: sized to the run)")
         p.add_argument("--workers", type=_positive, default=None, metavar="N",
                        help="split the samples into N shards, each run in its own isolated "
                             "process tree at the same time (on this machine: at most one per "
@@ -681,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "bundle's input grid, labels out of range) is one error line and exit 2.")
     p = sub.add_parser("simulate", help="run a bundle on the integer reference or in Lava",
                        description="Simulate BUNDLE and print its predictions' accuracy (n/a "
-                                   "without labels) and firing rates.", epilog=data_epilog)
+                                   "without labels) and the firing rate of every spiking layer "
+                                   "(spikes per neuron per step).", epilog=data_epilog)
     p.add_argument("bundle")
     p.add_argument("--backend", choices=("reference", "lava"), default="reference",
                    help="reference: the integer interpreter (golden model); lava: Lava's "
@@ -707,13 +712,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    "map the network onto Loihi 2 cores and chips, estimate the "
                                    "time per step and the energy with the target's energy model.")
     p.add_argument("bundle")
-    data_args(p, labels=False)
+    data_args(p, labels=False, lava=False)
     p.add_argument("--format", choices=("text", "json", "md", "html"), default="text",
-                   help="html: one self-contained file with plots (use -o)")
+                   help="html: one self-contained file with vector (SVG) plots (use -o)")
+    p.add_argument("--figures", metavar="DIR",
+                   help="also write every figure as DIR/NAME.svg and DIR/NAME.pdf: firing "
+                        "rates, energy per layer and by operation kind, SOPs per layer, the "
+                        "core map, the spike raster of the first sample, activity per step")
+    p.add_argument("--csv", metavar="DIR",
+                   help="also write every table as DIR/NAME.csv: summary, layers, energy per "
+                        "layer and by term, mapping, constants (value, source), the spike "
+                        "raster, the verification")
+    p.add_argument("--verify-json", metavar="V.json",
+                   help="the output of `neurocompile verify BUNDLE --json`: the report shows "
+                        "its verdict, accuracies and spike mismatches")
     p.add_argument("--energy-model", default=None,
                    help="an energy model of the target file, e.g. sop77, horowitz45nm, loihi1, "
                         "loihi_full (default: the target's default)")
     p.add_argument("-o", "--output", help="write the report to this file")
+    p.set_defaults(timeout=None)  # no Lava run; sharded reference runs have their own limit
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("zoo", help="list the shipped trained checkpoints")

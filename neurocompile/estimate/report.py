@@ -4,7 +4,12 @@ With a mapping (``estimate.analyse``) the report also holds ``mapping`` (cores, 
 utilisation, every population's split and the limit that forced it), ``traffic`` (messages, hops,
 chip crossings), ``cycles`` and, at the top level, ``time_per_step_s``, ``latency_s`` and
 ``throughput_samples_per_s``, and ``constants``: every target-file number the estimate used, with
-the source or assumption its line in the file states.
+the source or assumption its line in the file states (and its value).
+
+Every layer carries ``module``: the PyTorch module type it was lowered from (``Leaky``,
+``Conv2d``), where the compiled graph records it (else null); renderings label it
+``name/Module``. ``add_verification`` puts ``verify --json``'s verdict and accuracies in a report;
+``spike_raster`` one sample's spikes, for the raster figure (figures.py) and the CSV (tables.py).
 """
 from __future__ import annotations
 
@@ -88,7 +93,9 @@ def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate
     layers = []
     for layer in counts.layers:
         record = layer.as_dict()
+        record["module"] = module_type(graph, layer.name)
         record["synapse"] = "+".join(layer.synapses) if layer.synapses else None
+        record["synapse_modules"] = [module_type(graph, s) for s in layer.synapses]
         record["energy_joules"] = energy.per_layer[layer.name]
         record["energy_terms"] = dict(energy.per_layer_terms[layer.name])
         if mapping is not None:
@@ -154,8 +161,119 @@ def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate
     if target is not None:
         from .provenance import used_constants
 
-        report["constants"] = used_constants(target, energy.model)
+        report["constants"] = _with_values(used_constants(target, energy.model), target)
     return _plain(report)
+
+
+def module_type(graph: ir.Graph, name: str) -> str | None:
+    """The PyTorch module type node ``name`` was lowered from, where the graph records it."""
+    node = graph.nodes.get(name)
+    return None if node is None else node.meta.get("module")
+
+
+def layer_label(layer: dict) -> str:
+    """``name/Module`` (``conv1/Leaky``, ``1/Linear``), or the name when the type is unknown."""
+    return f"{layer['name']}/{layer['module']}" if layer.get("module") else layer["name"]
+
+
+def synapse_labels(layer: dict) -> list[str]:
+    modules = layer.get("synapse_modules") or [None] * len(layer["synapses"])
+    return [f"{s}/{m}" if m else s for s, m in zip(layer["synapses"], modules)]
+
+
+def _with_values(constants: list[dict], target) -> list[dict]:
+    """Each constant's value as the target file writes it (``value``), next to its source."""
+    import tomllib
+
+    from .provenance import _text
+
+    try:
+        data = tomllib.loads(_text(target))
+    except tomllib.TOMLDecodeError:
+        data = {}
+    for row in constants:
+        value = data
+        for part in row["key"].split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        row["value"] = value if isinstance(value, (int, float, str, bool)) else None
+    return constants
+
+
+# -- verification and the spike raster ------------------------------------------------------------
+VERIFY_KEYS = ("samples", "float_accuracy", "int_accuracy", "lava_accuracy",
+               "float_int_prediction_agreement", "spike_mismatches", "spikes_compared",
+               "bit_exact")
+
+
+def add_verification(report: dict, result: dict, source: str, graph: ir.Graph | None = None
+                     ) -> dict:
+    """``report`` with ``verification``: the fields of ``neurocompile verify --json`` (``result``,
+    read from ``source``). With ``graph``, a result whose per-layer spike counts name other
+    layers than the graph's is refused (the verification of another bundle)."""
+    from ..errors import NeurocompileError
+
+    if not isinstance(result, dict):
+        raise NeurocompileError(f"{source}: not the JSON object `neurocompile verify --json` "
+                                "prints")
+    missing = [key for key in VERIFY_KEYS if key not in result]
+    if missing:
+        raise NeurocompileError(f"{source}: not a `neurocompile verify --json` result (no "
+                                f"{', '.join(missing)})")
+    layers = result.get("spike_mismatches_per_layer")
+    if graph is not None and isinstance(layers, dict):
+        from ..evaluate import spiking_nodes
+
+        if set(layers) != set(spiking_nodes(graph)):
+            raise NeurocompileError(f"{source}: verifies another network (its spiking layers "
+                                    "are not this bundle's)")
+    record = {key: result[key] for key in VERIFY_KEYS}
+    for key in ("predictions_equal", "data"):
+        if key in result:
+            record[key] = result[key]
+    record["source"] = source
+    report["verification"] = _plain(record)
+    return report
+
+
+def verification_lines(report: dict) -> list[tuple[str, str]]:
+    """The verdict and the accuracies, as (label, text) rows (none without a verification)."""
+    v = report.get("verification")
+    if v is None:
+        return []
+
+    def score(value) -> str:
+        return "n/a (no labels)" if value is None else f"{value:.4f}"
+
+    verdict = ("Lava is bit-exact with the integer reference" if v["bit_exact"]
+               else "MISMATCH: Lava differs from the integer reference")
+    return [("verification", f"{verdict} (from {v['source']})"),
+            ("verified samples", str(v["samples"])),
+            ("accuracy", f"float {score(v['float_accuracy'])}, integer "
+                         f"{score(v['int_accuracy'])}, Lava {score(v['lava_accuracy'])}"),
+            ("float = integer", f"{v['float_int_prediction_agreement']:.4f} of predictions"),
+            ("spike mismatches", f"{v['spike_mismatches']:,} of {v['spikes_compared']:,} "
+                                 "(reference vs Lava)")]
+
+
+def spike_raster(graph: ir.Graph, trace, sample: int = 0) -> dict:
+    """One sample's spikes in every spiking layer of a recorded run (``trace.outputs``: batch x
+    time x shape): per layer, the time step (1-based) and flat neuron index of each spike."""
+    from ..evaluate import spiking_nodes
+
+    import numpy as np
+
+    layers = []
+    for name in spiking_nodes(graph):
+        if name not in trace.outputs:
+            continue
+        spikes = np.asarray(trace.outputs[name][sample])
+        flat = spikes.reshape(spikes.shape[0], -1)
+        steps, neurons = np.nonzero(flat)
+        layers.append({"name": name, "module": module_type(graph, name),
+                       "neurons": int(flat.shape[1]), "step": (steps + 1).tolist(),
+                       "neuron": neurons.tolist()})
+    steps = int(np.asarray(next(iter(trace.outputs.values()))).shape[1]) if trace.outputs else 0
+    return {"sample": sample, "steps": steps, "layers": layers}
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -211,7 +329,9 @@ def _row(layer: dict, columns=_COLUMNS) -> list[str]:
     cells = []
     for _, key in columns:
         value = layer[key]
-        if key in ("name", "kind"):
+        if key == "name":
+            cells.append(layer_label(layer))
+        elif key == "kind":
             cells.append(str(value))
         elif key == "firing_rate":
             cells.append(_rate(value) if layer["neurons"] else "-")
@@ -243,6 +363,7 @@ def _summary(report: dict) -> list[tuple[str, str]]:
             if v or len(report["energy_terms"]) == 1)),
     ]
     lines += _xnor_summary(report)
+    lines += verification_lines(report)
     mapping = report.get("mapping")
     if mapping is not None:
         lines.append(("mapping", f"{mapping['cores']:,} neurocores on {mapping['chips']} chip(s); "
@@ -393,7 +514,8 @@ def format_markdown(report: dict) -> str:
               "|" + "|".join("---" if key in ("name", "kind") else "---:"
                              for _, key in columns) + "|---|"]
     for layer in report["layers"]:
-        cells = _row(layer, columns) + [", ".join(f"`{s}`" for s in layer["synapses"]) or "-"]
+        cells = _row(layer, columns) + [", ".join(f"`{s}`" for s in synapse_labels(layer))
+                                        or "-"]
         cells[0] = f"`{cells[0]}`"
         lines.append("| " + " | ".join(cells) + " |")
     other = other_energy(report)
@@ -406,9 +528,9 @@ def format_markdown(report: dict) -> str:
                   "|" + "|".join("---" for _ in MAPPING_COLUMNS) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in mapping_rows(report)]
     if report.get("constants"):
-        lines += ["", "## Constants used", "", "| constant | source | assumed |",
-                  "|---|---|---|"]
-        lines += [f"| `{c['key']}` | {c['source']} | {'yes' if c['assumption'] else 'no'} |"
-                  for c in report["constants"]]
+        lines += ["", "## Constants used", "", "| constant | value | source | assumed |",
+                  "|---|---:|---|---|"]
+        lines += [f"| `{c['key']}` | {c.get('value', '')} | {c['source']} | "
+                  f"{'yes' if c['assumption'] else 'no'} |" for c in report["constants"]]
     lines += ["", "Notes:", ""] + [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines)

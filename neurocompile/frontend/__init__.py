@@ -17,6 +17,8 @@ def to_graph(loaded: LoadedModel):
             f"{', '.join(sorted(converters))}")
     from .zoo_proof import prove_zoo
 
+    from .modules import record_module_types
+
     graph = converters[loaded.architecture](loaded.model)
     prove_zoo(loaded.model, graph)
-    return graph
+    return record_module_types(graph, loaded.model)

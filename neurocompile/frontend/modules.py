@@ -32,7 +32,21 @@ def module_to_graph(module: nn.Module, example_input, **options) -> ir.Graph:
 
         graph = convert_zoo_module(module, example_input, **options)
         prove_zoo(module, graph)
-        return graph
+        return record_module_types(graph, module)
     from .trace import trace_module
 
-    return trace_module(module, example_input, **options)
+    return record_module_types(trace_module(module, example_input, **options), module)
+
+
+def record_module_types(graph: ir.Graph, module: nn.Module) -> ir.Graph:
+    """``node.meta["module"]``: the class name of the module a node is named after (its path in
+    ``module``; ``path_2`` for a module called again), so that reports can label layers
+    ``conv1/Leaky`` or ``1/Conv2d``."""
+    import re
+
+    types = {name: type(m).__name__ for name, m in module.named_modules() if name}
+    for node in graph:
+        path = node.name if node.name in types else re.sub(r"_\d+$", "", node.name)
+        if path in types:
+            node.meta.setdefault("module", types[path])
+    return graph

@@ -159,6 +159,7 @@ def test_text_and_markdown(tiny):
         text, md = format_text(report), format_markdown(report)
         assert max(len(line) for line in text.splitlines()) <= 110
         for layer in report["layers"]:
+            assert layer["module"] is None  # the tiny graph was not lowered from a module
             assert layer["name"] in text and f"`{layer['name']}`" in md
         assert model in text and model in md
     assert "non-spiking" in format_text(tiny_report(tiny, "horowitz45nm"))
@@ -185,18 +186,21 @@ def test_html_is_one_self_contained_file(tiny):
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     lowered = page.lower()
     for forbidden in ("http://", "https://", "<script", "<link", "src=\"/", "src='", "@import",
-                      "url("):
+                      "href=\"http", "href=\"/"):
         assert forbidden not in lowered, forbidden
-    assert page.count('src="data:image/png;base64,') == 5  # energy, SOPs, rates, cores, steps
+    assert "url(" not in lowered.replace("url(#", "")  # only references inside the page
+    # vector plots, inline: energy by kind and per layer, rates, SOPs, core map, steps
+    assert "data:image" not in page and "<img" not in lowered and "<image" not in lowered
+    assert page.count('<svg class="plot"') == 6 and page.count("</svg>") == 6
     for layer in report["layers"]:
         assert layer["name"] in page
-    for phrase in ("Energy by operation kind", "Mapping and core utilisation", "assumption",
-                   "sourced", "Per time step"):
+    for phrase in ("Energy", "Mapping onto cores and chips", "assumption", "sourced",
+                   "Per time step", 'id="fig-core_map"', 'id="fig-energy_per_layer"'):
         assert phrase in page, phrase
-    # without a mapping: no mapping section, still one file
+    # without a mapping: no core map, still one file
     g, _, counts = tiny
     plain = format_html(build_report(g, counts, estimate_energy(counts, load_target("loihi2"))))
-    assert plain.count("data:image/png;base64,") == 4 and "Mapping and core" not in plain
+    assert plain.count('<svg class="plot"') == 5 and "core_map" not in plain
 
 
 def test_shipped_model(shipped, test_images):
