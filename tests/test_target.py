@@ -10,7 +10,8 @@ def test_loihi2_matches_the_arithmetic_module():
     assert t.state_bits == fixedpoint.STATE_BITS
     assert 1 << t.decay_bits == fixedpoint.DECAY_UNITY
     assert t.activation_shift == fixedpoint.ACT_SHIFT
-    assert t.energy_models[t.default_energy_model]["joules_per_sop"] == 77e-15
+    assert t.default_energy_model == "loihi2"   # the calibrated per-event model
+    assert t.energy_models["sop77"]["joules_per_sop"] == 77e-15
     assert "loihi2" in available_targets()
 
 

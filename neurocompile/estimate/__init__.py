@@ -2,12 +2,12 @@
 
     trace = run_int(graph, images, steps)               # records every node
     counts = count_activity(graph, trace)               # per layer, per sample (and per step)
-    energy = estimate_energy(counts, load_target("loihi2"))   # default model: sop77
+    energy = estimate_energy(counts, load_target("loihi2"), "sop77")  # a per-SOP model
     report = build_report(graph, counts, energy, {"target": "loihi2"})
     print(format_text(report))
 
     mapping = map_graph(graph, load_target("loihi2"))   # cores and chips: no simulation needed
-    est = analyse(graph, trace, load_target("loihi2"), "loihi_full")   # everything, per event
+    est = analyse(graph, trace, load_target("loihi2"))  # everything; default model loihi2
     html = format_html(est.report({"bundle": "out/sf"}))
 """
 from .analysis import Estimate, analyse

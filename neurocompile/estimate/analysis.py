@@ -1,7 +1,8 @@
 """One call from a recorded run to every estimate: counts, mapping, traffic, cycles, energy.
 
-    est = analyse(graph, trace, load_target("loihi2"), "loihi_full")
+    est = analyse(graph, trace, load_target("loihi2"))   # the target's default model: loihi2
     report = est.report({"bundle": "out/sf"})        # JSON-ready dict
+    est.energy.interval_joules                       # [low, high] per sample (loihi2 only)
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from .. import ir
 from .counts import ActivityCounts, count_activity
 from .cycles import Cycles, estimate_cycles
-from .energy import EnergyEstimate, estimate_energy
+from .energy import EnergyEstimate, energy_interval, estimate_energy, has_interval
 from .mapping import Mapping, map_graph
 from .traffic import Traffic, estimate_traffic
 
@@ -42,4 +43,11 @@ def analyse(graph: ir.Graph, run, target, model: str | None = None, *,
     cycles = estimate_cycles(mapping, counts, traffic, target)
     energy = estimate_energy(counts, target, model, mapping=mapping, traffic=traffic,
                              cycles=cycles)
+    if has_interval(target, energy.model):
+        energy.interval_joules, energy.time_per_step_interval_s = energy_interval(
+            counts, target, energy.model, mapping=mapping, traffic=traffic)
+    for name, spec in target.energy_models.items():
+        joules = energy.energy_joules if name == energy.model else estimate_energy(
+            counts, target, name, mapping=mapping, traffic=traffic, cycles=cycles).energy_joules
+        energy.by_model[name] = (joules, str(spec.get("use", "")))
     return Estimate(graph, target, counts, mapping, traffic, cycles, energy)

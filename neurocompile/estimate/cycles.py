@@ -2,7 +2,8 @@
 
 Loihi runs in barrier-synchronised time steps: every core processes its step's work, then all
 cores synchronise. So the busiest core bounds the step (every number is in ``[timing]`` of the
-target file, each an assumption scaled from Loihi 1):
+target file, each an assumption between Loihi 1's figure and Intel's stated Loihi 2 speed-up;
+``timing_interval`` reads their ``[low, high]`` bounds from ``[timing.interval]``):
 
     step(t) = max over cores of work(core, t) + barrier
     work(neurocore) = SOPs x t_sop + active updates x t_active + inactive updates x t_inactive
@@ -173,6 +174,26 @@ def barrier_seconds(mapping: Mapping, timing) -> float:
     if mapping.chips > 1:
         seconds += math.ceil(math.log2(mapping.chips)) * timing.barrier_seconds_per_chip_level
     return seconds
+
+
+def timing_interval(target) -> tuple:
+    """(low, high) ``Timing`` from the target file's ``[timing.interval]`` ([low, high] of every
+    ``[timing]`` value); both are the file's values when it has no such table."""
+    import dataclasses
+    import tomllib
+
+    from .energy import _bounds
+    from .provenance import _text
+
+    timing = target.timing
+    if timing is None:
+        raise NeurocompileError(f"{target.source}: the cycle estimate needs a [timing] table")
+    table = tomllib.loads(_text(target)).get("timing", {}).get("interval")
+    if table is None:
+        return timing, timing
+    values = dataclasses.asdict(timing)
+    lows, highs = _bounds(table, list(values), f"{target.source}: timing.interval", values)
+    return dataclasses.replace(timing, **lows), dataclasses.replace(timing, **highs)
 
 
 def pipeline_depth(mapping: Mapping) -> int:

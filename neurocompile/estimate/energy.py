@@ -31,6 +31,14 @@ them):
 ``static``                  static power x chips (or the share of cores in use) x T x time per step
 ==========================  ========================================================================
 
+A per-event model with an ``[energy.models.<name>.interval]`` table (``loihi2``, the target's
+default) gives each constant a ``[low, high]`` bound, and ``[timing.interval]`` does the same for
+the time per event. ``energy_interval`` prices the run with every constant at its low bound (the
+time per step too), then at its high bound: every term grows with its constants and the static
+term with the time per step, so this brackets the estimate (a worst-case bound over the stated
+uncertainty, not a confidence interval). ``analyse`` stores it in ``EnergyEstimate.interval_joules``
+with ``time_per_step_interval_s``.
+
 Per-layer figures hold the terms a layer causes (its messages are charged to it as the sender);
 relays (residual sums), the host's input injection and the two global terms (barrier, static) are
 listed in ``other``. DS2TA's gates are layers of their own (with their phase SOPs, see
@@ -79,6 +87,13 @@ class EnergyEstimate:
     constants: dict = field(default_factory=dict)   # the model's numbers, as in the target file
     #: per_event: joules per sample of what no counted layer owns (relays, host, barrier, static)
     other: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: [low, high] joules per sample from the constants' bounds (None: the model gives none)
+    interval_joules: tuple[float, float] | None = None
+    #: [low, high] seconds per step from the [timing.interval] bounds (with interval_joules)
+    time_per_step_interval_s: tuple[float, float] | None = None
+    #: every energy model of the target on the same run: name -> (joules per sample, when to
+    #: use it) (``analyse``; the report shows them side by side)
+    by_model: dict[str, tuple[float, str]] = field(default_factory=dict)
 
     @property
     def analytic_energy_joules(self) -> float:
@@ -232,3 +247,53 @@ def _per_event(counts: ActivityCounts, name: str, spec: dict, mapping, traffic,
                         "first_layer_macs": None},
         kind="per_event", constants={**k, "static_scope": spec.get("static_scope", "chip")},
         other=other)
+
+
+# -- the interval of a model whose constants have bounds -----------------------------------------
+def _bounds(table: dict, keys, what: str, values: dict) -> tuple[dict, dict]:
+    """(lows, highs) of ``keys`` from an interval table of [low, high] pairs around ``values``."""
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise NeurocompileError(f"{what}: no [low, high] for {', '.join(missing)}")
+    lows, highs = {}, {}
+    for key in keys:
+        pair = table[key]
+        ok = isinstance(pair, list) and len(pair) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in pair)
+        if not ok or not 0 <= pair[0] <= values[key] <= pair[1]:
+            raise NeurocompileError(f"{what}.{key} = {pair!r} must be [low, high] with "
+                                    f"0 <= low <= {values[key]!r} <= high")
+        lows[key], highs[key] = float(pair[0]), float(pair[1])
+    return lows, highs
+
+
+def has_interval(target, model: str | None = None) -> bool:
+    name, spec = _energy_model(target, model)
+    return spec.get("kind") == "per_event" and isinstance(spec.get("interval"), dict)
+
+
+def energy_interval(counts: ActivityCounts, target, model: str | None = None, *, mapping,
+                    traffic) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``((joules low, high), (seconds per step low, high))`` per sample: the run priced with
+    every constant of the model and of ``[timing]`` at its low, then at its high bound."""
+    import dataclasses
+
+    from .cycles import estimate_cycles, timing_interval
+
+    name, spec = _energy_model(target, model)
+    if not has_interval(target, name):
+        raise NeurocompileError(f"energy model {name!r} has no [energy.models.{name}.interval] "
+                                "table of [low, high] bounds")
+    constants = _per_event_constants(name, spec)
+    lows, highs = _bounds(spec["interval"], PER_EVENT_KEYS, f"energy.models.{name}.interval",
+                          constants)
+    timings = timing_interval(target)
+    joules, seconds = [], []
+    for side, bound in enumerate((lows, highs)):
+        bounded = dataclasses.replace(target, timing=timings[side])
+        cycles = estimate_cycles(mapping, counts, traffic, bounded)
+        estimate = _per_event(counts, name, {**spec, **bound}, mapping, traffic, cycles)
+        joules.append(estimate.energy_joules)
+        seconds.append(cycles.time_per_step_s)
+    return (joules[0], joules[1]), (seconds[0], seconds[1])

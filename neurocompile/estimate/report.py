@@ -125,6 +125,12 @@ def build_report(graph: ir.Graph, counts: ActivityCounts, energy: EnergyEstimate
         "joules_per_mac": energy.joules_per_mac,
         "joules_per_neuron_update": energy.joules_per_neuron_update,
         "energy_joules": energy.energy_joules,
+        "energy_interval_joules": None if energy.interval_joules is None
+        else list(energy.interval_joules),
+        "time_per_step_interval_s": None if energy.time_per_step_interval_s is None
+        else list(energy.time_per_step_interval_s),
+        "energy_by_model": {name: {"energy_joules": joules, "use": use}
+                            for name, (joules, use) in energy.by_model.items()},
         "energy_terms": dict(energy.terms),
         "analytic": {
             "sops": energy.analytic_sops,
@@ -233,6 +239,12 @@ def add_verification(report: dict, result: dict, source: str, graph: ir.Graph | 
     record["source"] = source
     report["verification"] = _plain(record)
     return report
+
+
+def _interval(report: dict) -> str:
+    """`` [low - high]`` of a model with bounds on its constants, else nothing."""
+    low_high = report.get("energy_interval_joules")
+    return "" if not low_high else f" [{_joules(low_high[0])} - {_joules(low_high[1])}]"
 
 
 def verification_lines(report: dict) -> list[tuple[str, str]]:
@@ -358,10 +370,14 @@ def _summary(report: dict) -> list[tuple[str, str]]:
         ("neuron updates", _count(report["total_neuron_updates"])),
         ("spikes / sample", _count(report["total_spikes"])),
         ("energy model", f"{report['energy_model']} ({report['energy_model_description']})"),
-        ("energy / sample", _joules(report["energy_joules"]) + "  = " + " + ".join(
-            f"{term_label(k)} {_joules(v)}" for k, v in report["energy_terms"].items()
-            if v or len(report["energy_terms"]) == 1)),
+        ("energy / sample", _joules(report["energy_joules"]) + _interval(report) + "  = "
+         + " + ".join(f"{term_label(k)} {_joules(v)}" for k, v in report["energy_terms"].items()
+                      if v or len(report["energy_terms"]) == 1)),
     ]
+    for name, entry in report.get("energy_by_model", {}).items():  # side by side
+        if name != report["energy_model"]:
+            lines.append((f"  under {name}", f"{_joules(entry['energy_joules'])}"
+                          + (f" ({entry['use']})" if entry["use"] else "")))
     lines += _xnor_summary(report)
     lines += verification_lines(report)
     mapping = report.get("mapping")

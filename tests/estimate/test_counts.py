@@ -267,11 +267,11 @@ def test_missing_recording_is_a_clear_error(standard):
 
 
 # -- energy ---------------------------------------------------------------------------------------
-def test_energy_default_model_is_sops_times_77fj(standard):
+def test_energy_sop77_is_sops_times_77fj(standard):
     counts = standard[3]
     target = load_target("loihi2")
-    energy = estimate_energy(counts, target)
-    assert energy.model == "sop77" == target.default_energy_model
+    energy = estimate_energy(counts, target, "sop77")
+    assert energy.model == "sop77"
     assert energy.energy_joules == counts.total_sops * 77e-15
     assert energy.terms == {"synaptic_ops": counts.total_sops * 77e-15}
     for layer in counts.layers:

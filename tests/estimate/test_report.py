@@ -125,7 +125,7 @@ def test_report_matches_golden(tiny):
 
 
 def test_report_is_json_ready_and_complete(tiny):
-    report = tiny_report(tiny)
+    report = tiny_report(tiny, "sop77")
     assert json.loads(json.dumps(report)) == report
     for key in REQUIRED:
         assert key in report, key
@@ -153,6 +153,26 @@ def test_report_is_json_ready_and_complete(tiny):
     assert any(c["assumption"] for c in report["constants"])
 
 
+def test_the_default_is_the_calibrated_model_with_its_interval_and_the_others_beside_it(tiny):
+    report = tiny_report(tiny)
+    assert report["energy_model"] == "loihi2"
+    low, high = report["energy_interval_joules"]
+    assert 0 < low < report["energy_joules"] < high
+    low, high = report["time_per_step_interval_s"]
+    assert low < report["time_per_step_s"] < high
+    by_model = report["energy_by_model"]
+    assert set(by_model) == set(load_target("loihi2").energy_models)
+    assert by_model["loihi2"]["energy_joules"] == report["energy_joules"]
+    assert by_model["sop77"]["energy_joules"] == report["total_sops"] * 77e-15
+    assert by_model["loihi_full"]["energy_joules"] == tiny_report(tiny, "loihi_full")[
+        "energy_joules"]
+    assert by_model["loihi2"]["use"].startswith("cite this")
+    assert all(entry["use"] for entry in by_model.values())
+    text = format_text(report)
+    assert "under sop77" in text and by_model["sop77"]["use"] in text
+    assert "] " in text.split("energy / sample", 1)[1].splitlines()[0]  # the interval
+
+
 def test_text_and_markdown(tiny):
     for model in MODELS:
         report = tiny_report(tiny, model)
@@ -174,7 +194,7 @@ def test_text_and_markdown(tiny):
 def test_pre_mapping_report_still_builds(tiny):
     """``build_report`` without a mapping (the original API) keeps working."""
     g, _, counts = tiny
-    report = build_report(g, counts, estimate_energy(counts, load_target("loihi2")))
+    report = build_report(g, counts, estimate_energy(counts, load_target("loihi2"), "sop77"))
     assert "mapping" not in report and report["energy_model"] == "sop77"
     format_text(report)
     format_markdown(report)
@@ -199,7 +219,8 @@ def test_html_is_one_self_contained_file(tiny):
         assert phrase in page, phrase
     # without a mapping: no core map, still one file
     g, _, counts = tiny
-    plain = format_html(build_report(g, counts, estimate_energy(counts, load_target("loihi2"))))
+    plain = format_html(build_report(g, counts, estimate_energy(counts, load_target("loihi2"),
+                                                                "sop77")))
     assert plain.count('<svg class="plot"') == 5 and "core_map" not in plain
 
 
@@ -208,7 +229,7 @@ def test_shipped_model(shipped, test_images):
     graph = shipped.graph
     trace = run_int(graph, test_images[:16], shipped.steps)
     counts = count_activity(graph, trace)
-    energy = estimate_energy(counts, load_target("loihi2"))
+    energy = estimate_energy(counts, load_target("loihi2"), "sop77")
     report = build_report(graph, counts, energy, {"target": "loihi2"})
     assert report["total_sops"] > 0 and report["attention_ops"] > 0
     assert energy.energy_joules == counts.total_sops * 77e-15
