@@ -4,8 +4,11 @@ The T time steps are unrolled; the state (u, v) of every ``LoihiLIF`` and the re
 sum are carried from one unrolled step to the next, and so are recurrent connections: a ``Delay``
 is its source's int64 spikes of the unrolled step before (zeros of shape (batch, *shape) at step
 0), an ``AlwaysOn`` (the axon of a CUBA neuron's synapse bias) a tensor of ones; a
-``CurrentSum`` is the int64 sum of its currents, as the neuron's input port sums them. Inputs and
-outputs:
+``CurrentSum`` is the int64 sum of its currents, as the neuron's input port sums them; a TASA
+synapse (``IntTemporalLinear``) keeps the accumulations of its last ``window - 1`` steps. The rules
+are one small function per op, in ``EMITTERS``: this module's, the attention products
+(``attention_maps``: SSA, SSA_Bin, XNOR, NSAD), the spike counts and coincidence inputs of SDSA
+and Q-K attention (``spike_logic``) and TASA (``temporal``). Inputs and outputs:
 
 * ``images``: int64 (batch, C, H, W), the integer image presented at every step, or (batch, T,
   C, H, W), one frame per step, when the input is temporal;
@@ -23,8 +26,10 @@ Exactness (opset 17, onnxruntime's CPU provider):
 * convolutions (onnxruntime's Conv is float only), matrix products and max-pooling run in float32
   when every partial sum is an integer of magnitude <= 2**24 (``value_bounds`` proves it from the
   weights and the ``Input.max_value`` bound of the images), in float64 for matrix products up to
-  2**53, and the export refuses anything larger; the weight exponent is a multiplication by a power
-  of two (exact) and, when negative, a ``Floor`` (the arithmetic right shift), then a Cast to int64;
+  2**53, and the export refuses anything larger; a negative weight exponent is a multiplication
+  by a power of two (exact) and a ``Floor`` (the arithmetic right shift), a positive one an int64
+  multiplication after the Cast (``builder.shift_to_int``); the attention maps' comparisons,
+  table lookups and offsets, and the spike counts, are int64;
 * the readout sums the integer spike counts exactly, then does in float64, in the same order, what
   ``common.readout`` does: / tokens, running sum over steps, / T, ``@ W.T`` (a Gemm), ``+ b``.
   Only the dot products of that Gemm may be summed in another order than numpy's BLAS, so logits
@@ -34,23 +39,21 @@ Images outside ``0..Input.max_value`` are outside the proven range (the float pr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from ... import fixedpoint, ir
 from ...errors import NeurocompileError
 from ..files import atomic_file
+from . import attention_maps, spike_logic, temporal
+from .builder import INPUT, NUMPY_FLOAT, Builder, Context, compute_type, shift_to_int
 
 OPSET = 17
 IR_VERSION = 8  # onnxruntime 1.18+ reads it; onnx >= 1.16 would write a newer one by default
-FLOAT32_EXACT = 1 << 24
-FLOAT64_EXACT = 1 << 53
-INPUT = "images"
 LOGITS = "logits"
 
 
@@ -60,42 +63,6 @@ def spike_output(name: str) -> str:
 
 
 # --- building blocks -----------------------------------------------------------------------------
-
-class Builder:
-    """Collects ONNX nodes and initializers; constants are shared by value."""
-
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._constants: dict[tuple, str] = {}
-        self.scope = "g"
-        self._count = 0
-
-    def const(self, value, dtype=np.int64, name: str | None = None) -> str:
-        array = np.ascontiguousarray(np.asarray(value, dtype=dtype))
-        key = (array.dtype.str, array.shape, array.tobytes())
-        if key not in self._constants:
-            tensor_name = name or f"const/{len(self._constants)}"
-            self.initializers.append(numpy_helper.from_array(array, tensor_name))
-            self._constants[key] = tensor_name
-        return self._constants[key]
-
-    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs) -> str:
-        self._count += 1
-        output = output or f"{self.scope}/{op_type}_{self._count}"
-        self.nodes.append(helper.make_node(op_type, inputs, [output],
-                                           name=f"{op_type}_{self._count}", **attrs))
-        return output
-
-    def cast(self, x: str, to: int) -> str:
-        return self.op("Cast", [x], to=to)
-
-    def add_all(self, xs: list[str]) -> str:
-        total = xs[0]
-        for x in xs[1:]:
-            total = self.op("Add", [total, x])
-        return total
-
 
 def _decay(b: Builder, x: str | None, d: int) -> str | None:
     """``fixedpoint.decay``: trunc0(x * (4096 - d) / 4096); None stands for a zero state."""
@@ -165,8 +132,8 @@ def value_bounds(graph: ir.Graph) -> dict[str, int]:
             bounds[node.name] = 1
         elif isinstance(op, (ir.Add, ir.Tokens, ir.Image, ir.Flatten)):
             bounds[node.name] = sum(ins)
-        elif isinstance(op, (ir.IntConv2d, ir.IntLinear)):
-            bounds[node.name] = _accumulator_bound(op, ins[0])
+        elif isinstance(op, (ir.IntConv2d, ir.IntLinear, ir.IntTemporalLinear)):
+            bounds[node.name] = _accumulator_bound(op, ins[0])  # one tap's, for TASA
     return bounds
 
 
@@ -176,56 +143,7 @@ def _accumulator_bound(op, x_bound: int) -> int:
     return int(rows.max(initial=0)) * int(x_bound)
 
 
-def _compute_type(node: ir.Node, bound: int, double_ok: bool) -> int:
-    if bound <= FLOAT32_EXACT:
-        return TensorProto.FLOAT
-    if double_ok and bound <= FLOAT64_EXACT:
-        return TensorProto.DOUBLE
-    limit = "2**53" if double_ok else "2**24 (onnxruntime's Conv is float32 only)"
-    raise NeurocompileError(f"{node.name}: partial sums up to {bound} exceed {limit}; the ONNX "
-                            f"export of {type(node.op).__name__} would not be exact")
-
-
-def _shift_to_int(b: Builder, acc: str, exp: int, dtype: int) -> str:
-    """``fixedpoint.shift_accumulated`` on an exact float accumulator, then int64."""
-    if exp:
-        acc = b.op("Mul", [acc, b.const(2.0 ** exp, _NUMPY[dtype])])
-        if exp < 0:
-            acc = b.op("Floor", [acc])
-    return b.cast(acc, TensorProto.INT64)
-
-
-_NUMPY = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64}
-
-
 # --- emitters: one per op type, like the interpreter's kernels -----------------------------------
-
-@dataclass
-class Context:
-    builder: Builder
-    graph: ir.Graph
-    steps: int
-    bounds: dict[str, int]
-    t: int = 0
-    states: dict[str, dict] = field(default_factory=dict)
-    #: every node's value at the unrolled step before (what a ``Delay`` reads); empty at step 0
-    previous: dict[str, str] = field(default_factory=dict)
-    _filled: dict[tuple, str] = field(default_factory=dict)
-
-    def filled(self, shape: tuple[int, ...], value: int) -> str:
-        """An int64 (batch, *shape) tensor of ``value``, the batch taken from the input (built
-        once, shared by every step)."""
-        key = (tuple(shape), int(value))
-        if key not in self._filled:
-            b, scope = self.builder, self.builder.scope
-            b.scope = f"filled/{value}"
-            batch = b.op("Shape", [INPUT], start=0, end=1)
-            dims = b.op("Concat", [batch, b.const(list(shape))], axis=0)
-            self._filled[key] = b.op("ConstantOfShape", [dims], value=numpy_helper.from_array(
-                np.array([value], dtype=np.int64), "value"))
-            b.scope = scope
-        return self._filled[key]
-
 
 def _input(ctx: Context, node: ir.Node, xs: list[str], state: dict) -> str:
     if not node.op.temporal:
@@ -293,20 +211,20 @@ def _spike_max_pool(ctx, node, xs, state):
 
 def _int_conv2d(ctx, node, xs, state):
     b, op = ctx.builder, node.op
-    dtype = _compute_type(node, ctx.bounds[node.name], double_ok=False)
+    dtype = compute_type(node, ctx.bounds[node.name], double_ok=False)
     weight = b.const(op.weight, np.float32, name=f"{node.name}/weight")
     (sh, sw), (ph, pw) = op.stride_hw, op.padding_hw
     y = b.op("Conv", [b.cast(xs[0], dtype), weight], strides=[sh, sw],
              pads=[ph, pw, ph, pw], group=op.groups)  # ONNX pads: (h, w) begins, then ends
-    return _shift_to_int(b, y, op.weight_exp, dtype)
+    return shift_to_int(b, y, op.weight_exp, dtype)
 
 
 def _int_linear(ctx, node, xs, state):
     b, op = ctx.builder, node.op
-    dtype = _compute_type(node, ctx.bounds[node.name], double_ok=True)
-    weight = b.const(op.weight.T, _NUMPY[dtype], name=f"{node.name}/weight_t")
+    dtype = compute_type(node, ctx.bounds[node.name], double_ok=True)
+    weight = b.const(op.weight.T, NUMPY_FLOAT[dtype], name=f"{node.name}/weight_t")
     y = b.op("MatMul", [b.cast(xs[0], dtype), weight])
-    return _shift_to_int(b, y, op.weight_exp, dtype)
+    return shift_to_int(b, y, op.weight_exp, dtype)
 
 
 def _loihi_lif(ctx, node, xs, state):
@@ -315,21 +233,6 @@ def _loihi_lif(ctx, node, xs, state):
                                               ctx.builder.add_all(xs), du=op.du, dv=op.dv,
                                               bias=op.bias, vth=op.vth, vsub=op.vsub)
     return spikes
-
-
-def _int_ssa(ctx, node, xs, state):
-    b, op = ctx.builder, node.op
-    n, c = ctx.graph.shape(node.name)
-    d = c // op.heads
-    q_b, k_b, v_b = (ctx.bounds.get(i, 1) for i in node.inputs)
-    dtype = _compute_type(node, n * d * q_b * k_b * v_b, double_ok=True)
-    heads = [b.op("Reshape", [b.cast(x, dtype), b.const([0, n, op.heads, d])]) for x in xs]
-    q = b.op("Transpose", [heads[0]], perm=[0, 2, 1, 3])  # (B, heads, N, d)
-    k_t = b.op("Transpose", [heads[1]], perm=[0, 2, 3, 1])  # (B, heads, d, N)
-    v = b.op("Transpose", [heads[2]], perm=[0, 2, 1, 3])
-    out = b.op("MatMul", [b.op("MatMul", [q, k_t]), v])
-    merged = b.op("Reshape", [b.op("Transpose", [out], perm=[0, 2, 1, 3]), b.const([0, n, c])])
-    return _shift_to_int(b, merged, op.shift, dtype)
 
 
 def _readout(ctx, node, xs, state):
@@ -363,10 +266,11 @@ Emitter = Callable[[Context, ir.Node, list, dict], str]
 
 EMITTERS: dict[type, Emitter] = {
     ir.Input: _input, ir.IntConv2d: _int_conv2d, ir.IntLinear: _int_linear,
-    ir.LoihiLIF: _loihi_lif, ir.IntSSA: _int_ssa, ir.Add: _add, ir.Tokens: _tokens, ir.Image: _image,
+    ir.LoihiLIF: _loihi_lif, ir.Add: _add, ir.Tokens: _tokens, ir.Image: _image,
     ir.SpikeMaxPool: _spike_max_pool, ir.Flatten: _flatten, ir.Readout: _readout,
     ir.CurrentMaxPool: _current_max_pool, ir.PositionSum: _position_sum, ir.CurrentSum: _add,
     ir.Delay: _delay, ir.AlwaysOn: _always_on,
+    **attention_maps.EMITTERS, **spike_logic.EMITTERS, **temporal.EMITTERS,
 }
 
 #: spiking ops without a ``spikes/<node>`` output: a delayed copy of another output, constant ones

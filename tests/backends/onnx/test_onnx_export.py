@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,39 +13,11 @@ from neurocompile.backends.onnx import export as onnx_export
 from neurocompile.backends.onnx import lif_step_model, spike_output, to_onnx
 from neurocompile.backends.reference import run_int
 from neurocompile.errors import NeurocompileError
-
-
-def _session(model: onnx.ModelProto) -> ort.InferenceSession:
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-def _run(model, images) -> dict:
-    session = _session(model)
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {"images": images.astype(np.int64)})))
-
-
-def _assert_matches_reference(graph, steps, images):
-    model = to_onnx(graph, steps)
-    onnx.checker.check_model(model, full_check=True)
-    got = _run(model, images)
-    trace = run_int(graph, images, steps)
-    spiking = [n.name for n in graph if n.op.spiking]
-    assert set(got) == {"logits"} | {spike_output(n) for n in spiking}
-    for name in spiking:
-        spikes = got[spike_output(name)]
-        assert spikes.dtype == np.int8 and spikes.shape == trace.outputs[name].shape
-        assert np.array_equal(spikes, trace.outputs[name]), name
-    assert got["logits"].dtype == np.float64 and got["logits"].shape == trace.logits.shape
-    np.testing.assert_array_equal(got["logits"].argmax(axis=1), trace.predictions())
-    # Every spike is exact; the final float64 W @ mean is a Gemm that may sum in another order
-    # than numpy's BLAS, so logits get a tiny tolerance (observed differences: ~1e-16).
-    np.testing.assert_allclose(got["logits"], trace.logits, rtol=1e-12, atol=1e-12)
-    return trace
+from onnx_reference import assert_matches_reference, session
 
 
 def test_shipped_model_matches_reference(shipped, digits):
-    trace = _assert_matches_reference(shipped.graph, shipped.steps, digits.test_x[:32])
+    trace = assert_matches_reference(shipped.graph, shipped.steps, digits.test_x[:32])
     assert any(out.any() for out in trace.outputs.values())
 
 
@@ -60,7 +31,7 @@ def test_random_deeper_model_matches_reference(digits):
                                                                     T=3)))
     graph = quantize(float_graph, load_target("loihi2")).graph
     images = np.random.default_rng(0).integers(0, 17, size=(24, 1, 8, 8))
-    _assert_matches_reference(graph, int(float_graph.meta["steps"]), images)
+    assert_matches_reference(graph, int(float_graph.meta["steps"]), images)
 
 
 def test_imported_conv_net_with_flatten_and_current_decay_matches_reference(digits):
@@ -85,7 +56,7 @@ def test_imported_conv_net_with_flatten_and_current_decay_matches_reference(digi
     compiled = neurocompile.compile(net, example)
     assert any(isinstance(n.op, ir.Flatten) for n in compiled.graph)
     assert any(isinstance(n.op, ir.LoihiLIF) and n.op.du < 4095 for n in compiled.graph)
-    trace = _assert_matches_reference(compiled.graph, compiled.steps, digits.test_x[:16])
+    trace = assert_matches_reference(compiled.graph, compiled.steps, digits.test_x[:16])
     assert all(out.any() for out in trace.outputs.values() if out.dtype == np.int8)
 
 
@@ -116,7 +87,7 @@ def test_lif_step_matches_fixedpoint(du, dv, vth, data):
     v = arrays(-LIMIT, LIMIT, (0, vth << 6, (vth << 6) + 1))
     a_in = arrays(-(1 << 18), 1 << 18, (1 << 17, -(1 << 17), 0))
     bias = arrays(-(1 << 22), 1 << 22, (0,))
-    got = _session(lif_step_model(du=du, dv=dv, bias=bias, vth=vth)).run(
+    got = session(lif_step_model(du=du, dv=dv, bias=bias, vth=vth)).run(
         ["u", "v", "spikes"], {"u_in": u, "v_in": v, "a_in": a_in})
     want = fixedpoint.lif_step(u, v, a_in, du=du, dv=dv, bias=bias, vth=vth)
     for g, w in zip(got, want):
@@ -128,7 +99,7 @@ def test_lif_step_wraps_and_clips_at_the_edges():
     a_in = np.array([1 << 17, (1 << 17) + 1, -(1 << 17), -(1 << 17) + 1, 0, 0], dtype=np.int64)
     v = np.array([0, 0, 0, 0, LIMIT, -LIMIT], dtype=np.int64)
     bias = np.array([0, 0, 0, 0, 1 << 22, -(1 << 22)], dtype=np.int64)
-    u, v_out, _ = _session(lif_step_model(du=4095, dv=0, bias=bias, vth=1 << 17)).run(
+    u, v_out, _ = session(lif_step_model(du=4095, dv=0, bias=bias, vth=1 << 17)).run(
         ["u", "v", "spikes"], {"u_in": np.zeros_like(v), "v_in": v, "a_in": a_in})
     np.testing.assert_array_equal(u, [HALF, -HALF + 64, HALF, -HALF + 64, 0, 0])
     assert v_out[4] == LIMIT and v_out[5] == -LIMIT
@@ -140,7 +111,7 @@ def test_lif_step_wraps_and_clips_at_the_edges():
 def test_decay_div_truncates_toward_zero():
     """ONNX integer Div is Loihi's decay: sign(p) * (|p| >> 12), also for negative states."""
     u = np.array([-4097, -4096, -4095, -1, 0, 1, 4095, 4097, -(HALF - 1)], dtype=np.int64)
-    got = _session(lif_step_model(du=2047, dv=0, bias=0, vth=1 << 20)).run(
+    got = session(lif_step_model(du=2047, dv=0, bias=0, vth=1 << 20)).run(
         ["u"], {"u_in": u, "v_in": np.zeros_like(u), "a_in": np.zeros_like(u)})[0]
     np.testing.assert_array_equal(got, fixedpoint.decay(u, 2048))
 
@@ -193,7 +164,7 @@ def test_cli_convert(bundle, tmp_path, capsys, digits):
     model = onnx.load(out)
     onnx.checker.check_model(model)
     images = digits.test_x[:8]
-    logits = _session(model).run(["logits"], {"images": images.astype(np.int64)})[0]
+    logits = session(model).run(["logits"], {"images": images.astype(np.int64)})[0]
     assert np.array_equal(logits.argmax(1), run_int(model_graph(bundle), images, 4).predictions())
     assert main(["convert", str(bundle), "--to", "onnx", "-o", str(tmp_path / "b.onnx")]) == 0
     assert "wrote ONNX" in capsys.readouterr().out

@@ -1,15 +1,13 @@
 """ONNX export of recurrent graphs: ``Delay`` (the back edge), ``AlwaysOn`` (a CUBA neuron's bias
 axon) and the ``CurrentSum`` of the neuron's synapses, unrolled; onnxruntime equals ``run_int``."""
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 
 from neurocompile import ir
-from neurocompile.backends.onnx import spike_output, to_onnx
 from neurocompile.backends.reference import run_int
 from neurocompile.frontend.nir_import import compile_nir
 from nir_graphs import recurrent_nir
+from onnx_reference import assert_matches_reference, spike_outputs
 
 STEPS = 24
 
@@ -26,27 +24,10 @@ def _spikes(seed: int, batch: int, steps: int = STEPS) -> np.ndarray:
     return (np.random.default_rng(seed).random((batch, steps, 12)) < 0.3).astype(np.int64)
 
 
-def _run(model: onnx.ModelProto, images: np.ndarray) -> dict:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {"images": images})))
-
-
 def _assert_equal_to_run_int(graph: ir.Graph, images: np.ndarray, steps: int, **options):
-    model = to_onnx(graph, steps, **options)
-    onnx.checker.check_model(model, full_check=True)
-    got = _run(model, images)
-    trace = run_int(graph, images, steps)
-    neurons = [n.name for n in graph if isinstance(n.op, ir.LoihiLIF)]
     # a Delay is its source one step later and an AlwaysOn is ones: no outputs of their own
-    assert set(got) == {"logits"} | {spike_output(n) for n in neurons}
-    for name in neurons:
-        assert got[spike_output(name)].dtype == np.int8
-        assert np.array_equal(got[spike_output(name)], trace.outputs[name]), name
-    np.testing.assert_array_equal(got["logits"].argmax(1), trace.predictions())
-    # every spike is exact; the final float64 Gemm may sum in another order than numpy (~1e-16)
-    np.testing.assert_allclose(got["logits"], trace.logits, rtol=1e-12, atol=1e-12)
-    return trace
+    assert spike_outputs(graph) == [n.name for n in graph if isinstance(n.op, ir.LoihiLIF)]
+    return assert_matches_reference(graph, steps, images, **options)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
