@@ -33,14 +33,16 @@ if TYPE_CHECKING:
     import numpy as np
 
 FORMAT = "neurocompile-bundle"
-FORMAT_VERSION = 1
+#: 2: model.nir in NIR-file format 2 (compact arrays, uncompressed; ``ir.nir_io``); 1 is still read
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 GRAPH_FILE = "model.nir"
 SOURCE_FILE = "source.pt"
 SOURCE_GRAPH_FILE = "source.nir"
 MAX_MANIFEST_BYTES = 1 << 24
 #: a bundle file larger than this is refused before it is hashed or read (a Spikformer-4-384
-#: bundle's model.nir is about 40 MiB)
+#: bundle's model.nir is about 50 MiB)
 MAX_FILE_BYTES = 1 << 31
 MAX_STEPS = 1024  # SpikformerConfig's limit on T
 
@@ -195,10 +197,12 @@ def read_bundle(path: str | Path) -> Bundle:
         raise NeurocompileError(f"{manifest_path}: not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise NeurocompileError(f"{manifest_path}: not a neurocompile bundle manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise NeurocompileError(f"{manifest_path}: bundle format version "
-                                f"{manifest.get('format_version')!r} is not supported "
-                                f"(this neurocompile reads {FORMAT_VERSION}); re-export it")
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise NeurocompileError(f"{manifest_path}: bundle format version {repr(version)[:40]} "
+                                "is not supported (this neurocompile reads "
+                                f"{', '.join(map(str, READABLE_VERSIONS))}); re-export it with "
+                                "`neurocompile export MODEL -o DIR`")
     files = manifest.get("files")
     if not isinstance(files, dict) or set(files) not in ({GRAPH_FILE, SOURCE_FILE},
                                                          {GRAPH_FILE, SOURCE_GRAPH_FILE}):

@@ -103,3 +103,63 @@ def test_hashes_are_read_in_chunks(tmp_path):
         fh.seek((64 << 20) - 1)
         fh.write(b"\0")
     assert _sha256(big) == hashlib.sha256(b"\0" * (64 << 20)).hexdigest()
+
+
+def _rehash(bundle, **manifest_changes):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest.update(manifest_changes)
+    manifest["files"]["model.nir"] = _sha256(bundle / "model.nir")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_format_1_bundles_are_still_read(bundle_dir, shipped, tmp_path):
+    """Format 1: model.nir as nir.write wrote it (gzip), the op arrays in their own dtypes."""
+    import nir
+
+    from neurocompile.ir.nir_io import to_nir
+
+    copy = shutil.copytree(bundle_dir, tmp_path / "v1")
+    stock = to_nir(shipped.graph)
+    stock.metadata["neurocompile"]["format_version"] = 1
+    for node in shipped.graph:
+        payload = stock.nodes[node.name].metadata["neurocompile"]
+        del payload["dtypes"]
+        payload["arrays"] = {k: v.reshape(-1) for k, v in node.op.arrays().items()}
+    nir.write(copy / "model.nir", stock)
+    _rehash(copy, format_version=1)
+    graph = read_bundle(copy).graph
+    for ours, theirs in zip(graph, shipped.graph):
+        for name, array in theirs.op.arrays().items():
+            got = getattr(ours.op, name)
+            assert got.dtype == array.dtype and (got == array).all(), (ours.name, name)
+
+
+def test_a_newer_bundle_format_is_refused_in_one_line(bundle_dir, tmp_path):
+    copy = shutil.copytree(bundle_dir, tmp_path / "v9")
+    _rehash(copy, format_version=9)
+    with pytest.raises(NeurocompileError) as info:
+        read_bundle(copy)
+    assert str(info.value) == (f"{copy / 'manifest.json'}: bundle format version 9 is not "
+                               "supported (this neurocompile reads 1, 2); re-export it with "
+                               "`neurocompile export MODEL -o DIR`")
+
+
+def test_the_bundle_stores_each_weight_compactly(bundle_dir, shipped):
+    """model.nir holds the integer weights in their smallest exact dtype plus the stock float32
+    weights, uncompressed: about 5 bytes a weight (format 1: 16, gzip-compressed)."""
+    import h5py
+
+    weights = sum(n.op.weight.size for n in shipped.graph if hasattr(n.op, "weight_exp"))
+    size = (bundle_dir / "model.nir").stat().st_size
+    with h5py.File(bundle_dir / "model.nir", "r") as f:
+        filters = []
+        f.visititems(lambda _, obj: filters.append(obj.compression)
+                     if isinstance(obj, h5py.Dataset) else None)
+    assert set(filters) == {None}
+    assert size < 5 * weights + (1 << 20)

@@ -63,3 +63,16 @@ def write_text_atomic(path: str | Path, text: str, what: str) -> None:
     """``text`` written to ``path`` through ``atomic_file``."""
     with atomic_file(path, what) as tmp:
         Path(tmp).write_text(text)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes | memoryview, what: str) -> None:
+    """``data`` written to ``path`` through ``atomic_file`` (a short write is continued; a
+    failing one, such as a full disk, leaves the previous file)."""
+    with atomic_file(path, what) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)

@@ -65,7 +65,9 @@ NSADAttention   the placeholder, like SSA (and its Int form); the lookup tables 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,7 @@ import nir
 import numpy as np
 
 from .. import fixedpoint
+from ..backends.files import write_bytes_atomic
 from ..errors import NeurocompileError
 from . import (attention, map_attention, membrane, neurons, spike_logic, structure, synapses,
                temporal)
@@ -83,7 +86,10 @@ from .graph import Graph
 from .ops import Op
 
 FORMAT = "neurocompile"
-FORMAT_VERSION = 1
+#: 2: op arrays stored in their smallest exact dtype (their own dtype in ``dtypes``), floats that
+#: float32 holds exactly as float32, no compression; 1 (still read): as they are, gzip
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KEY = "neurocompile"
 
 Shape = tuple[int, ...]
@@ -489,9 +495,10 @@ def _payload(node, op: Op) -> dict:
         "op": type(op).__name__,
         "inputs": _dumps(list(node.inputs), node.name),
         "params": _dumps(params, f"{node.name} parameters"),
-        # HDF5 cannot compress 0-d arrays: store flat, reshape on reading
-        "arrays": {k: v.reshape(-1) for k, v in arrays.items()},
+        # flat (format 1 compressed them, HDF5 cannot compress 0-d arrays), reshaped on reading
+        "arrays": {k: _compact(v).reshape(-1) for k, v in arrays.items()},
         "shapes": _dumps({k: v.shape for k, v in arrays.items()}, node.name),
+        "dtypes": _dumps({k: v.dtype.str for k, v in arrays.items()}, node.name),
         "meta": _dumps(meta, f"{node.name} meta"),
         "note": CODECS[type(op)].note,
     }
@@ -598,7 +605,42 @@ def _check_params(cls, params) -> None:
             raise TypeError(f"{cls.__name__}.{name} must be {kind}, got {str(value)[:40]!r}")
 
 
-def _op_from(payload: dict) -> Op:
+def _compact(array: np.ndarray) -> np.ndarray:
+    """``array`` in the smallest dtype of its kind that holds every value exactly (integers:
+    int8/16/32, float64: float32); otherwise ``array`` itself."""
+    if array.size == 0 or array.dtype.kind not in "if" or array.dtype.itemsize <= 1:
+        return array
+    if array.dtype.kind == "f":
+        if array.dtype != np.float64:
+            return array
+        narrow = array.astype(np.float32)
+        exact = (narrow == array).all() or np.array_equal(narrow, array, equal_nan=True)
+        return narrow if exact else array
+    low, high = array.min(), array.max()
+    for dtype in (np.int8, np.int16, np.int32):
+        if dtype().itemsize < array.dtype.itemsize and \
+                np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
+            return array.astype(dtype)
+    return array
+
+
+def _restore_dtypes(arrays: dict, dtypes) -> dict:
+    """The op arrays back in the dtypes they had (format 2 stores them compacted)."""
+    if not isinstance(dtypes, dict) or set(dtypes) != set(arrays):
+        raise TypeError("array dtypes are not a dict naming every array")
+    restored = {}
+    for name, array in arrays.items():
+        dtype = np.dtype(dtypes[name]) if isinstance(dtypes[name], str) else None
+        if dtype is None or dtype.kind not in "iufb" or dtype.itemsize > 8:
+            raise ValueError(f"array {name!r} has no numeric dtype")
+        with np.errstate(invalid="ignore", over="ignore"):
+            restored[name] = array.astype(dtype)
+        if not np.array_equal(restored[name], array, equal_nan=dtype.kind == "f"):
+            raise ValueError(f"array {name!r} holds values its dtype {dtype} cannot")
+    return restored
+
+
+def _op_from(payload: dict, version: int) -> Op:
     cls = _OPS.get(payload["op"]) if isinstance(payload.get("op"), str) else None
     if cls is None:
         raise ValueError(f"unknown op {str(payload.get('op'))[:40]!r}")
@@ -606,6 +648,8 @@ def _op_from(payload: dict) -> Op:
     if not isinstance(shapes, dict):
         raise TypeError("array shapes are not a dict")
     arrays = {k: np.asarray(payload["arrays"][k]).reshape(shape) for k, shape in shapes.items()}
+    if version >= 2:  # stored compact
+        arrays = _restore_dtypes(arrays, _loads(payload["dtypes"]))
     for name, array in arrays.items():  # values no op holds (and that int64 casts would wrap)
         finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
         if array.dtype.kind not in "iufb" or (finite.size and array.dtype.kind in "uf"
@@ -656,9 +700,11 @@ def _untyped(metadata) -> bool:
 
 def _rebuild(nir_graph) -> Graph:
     info = nir_graph.metadata[KEY]
-    if info.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"format version {info.get('format_version')!r} is not supported "
-                         f"(this neurocompile reads {FORMAT_VERSION})")
+    version = info.get("format_version")
+    if type(version) not in (int, np.int64) or version not in READABLE_VERSIONS:
+        raise ValueError(f"format version {version!r} is not supported (this neurocompile "
+                         f"reads {', '.join(map(str, READABLE_VERSIONS))}); write it again with "
+                         "the neurocompile that wrote it, or re-export the model")
     graph = Graph()
     order = _loads(info["order"])
     if not isinstance(order, list) or not all(isinstance(name, str) for name in order):
@@ -670,7 +716,7 @@ def _rebuild(nir_graph) -> Graph:
         payload = stock.metadata.get(KEY)
         if not isinstance(payload, dict):
             raise ValueError(f"node {name!r} has no neurocompile metadata")
-        op = _op_from(payload)
+        op = _op_from(payload, int(version))
         inputs, meta = _loads(payload["inputs"]), _loads(payload["meta"])
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise TypeError(f"node {name!r}: its inputs are not a list of names")
@@ -711,14 +757,61 @@ def from_nir(nir_graph, source: str = "NIR graph") -> Graph:
 
 # --- files ---------------------------------------------------------------------------------------
 
+def _write_group(group: h5py.Group, values: dict) -> None:
+    """``nir.write``'s layout of a node's ``to_dict()``, with compact arrays (``_compact``; stock
+    integer arrays keep their dtype: nir computes shapes with them) and an array of one repeated
+    value (a neuron parameter) stored as the dataset's fill value: no data, read back in full."""
+    for key, value in values.items():
+        if key == "metadata":
+            if value != {}:
+                _write_group(group.create_group(key), value)
+        elif isinstance(value, str):
+            group.create_dataset(key, data=value, dtype=h5py.string_dtype())
+        elif isinstance(value, np.ndarray):
+            compact = _compact if value.dtype.kind == "f" else lambda array: array
+            if value.size > 1 and value.dtype.kind in "iuf" and (value == value.flat[0]).all():
+                first = compact(value.reshape(-1)[:1])
+                group.create_dataset(key, shape=value.shape, dtype=first.dtype,
+                                     fillvalue=first[0])
+            else:
+                group.create_dataset(key, data=compact(value))
+        elif isinstance(value, dict):
+            _write_group(group.create_group(str(key)), value)
+        else:
+            group.create_dataset(key, data=value)
+
+
+def _node_dict(node) -> dict:
+    """``node.to_dict()``, without ``NIRGraph.to_dict`` copying every nested array twice (its
+    ``asdict`` converts the nested nodes before it replaces them by their own ``to_dict``)."""
+    if not isinstance(node, nir.NIRGraph):
+        return node.to_dict()
+    shell = copy.copy(node)
+    shell.nodes = {}
+    values = shell.to_dict()
+    values["nodes"] = {name: _node_dict(child) for name, child in node.nodes.items()}
+    return values
+
+
+def _nir_file_bytes(graph: Graph) -> memoryview:
+    """The NIR (HDF5) file of ``graph``, built in memory (uncompressed: gzip took most of an
+    export's time)."""
+    nir_graph = to_nir(graph)
+    buffer = io.BytesIO()
+    try:
+        with h5py.File(buffer, "w") as file:
+            file.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
+            _write_group(file.create_group("node"), _node_dict(nir_graph))
+    except (TypeError, ValueError) as exc:  # a value HDF5 cannot hold: a bug in a codec
+        raise NeurocompileError(f"the NIR file cannot hold the graph ({exc})") from exc
+    return buffer.getbuffer()
+
+
 def write_nir(graph: Graph, path: str | Path) -> None:
     """Write ``graph`` to ``path`` as a NIR (HDF5) file that stock ``nir.read`` accepts (with
-    ``type_check=False`` when it holds an Image)."""
-    nir_graph = to_nir(graph)
-    try:
-        nir.write(str(path), nir_graph)
-    except (OSError, TypeError, ValueError) as exc:
-        raise NeurocompileError(f"{path}: cannot write the NIR file ({exc})") from exc
+    ``type_check=False`` when it holds an Image). The file is built in memory, then written
+    atomically (``backends.files``): a full disk leaves the previous file as it was."""
+    write_bytes_atomic(path, _nir_file_bytes(graph), "NIR file")
 
 
 def read_stock(path: str) -> nir.NIRGraph:

@@ -232,8 +232,14 @@ def test_unwritable_values_are_named(tmp_path):
 
 
 def test_write_errors_name_the_file(tmp_path):
-    with pytest.raises(NeurocompileError, match="missing_dir"):
-        write_nir(_edge_case_graph(), tmp_path / "missing_dir" / "x.nir")
+    (tmp_path / "a_dir.nir").mkdir()
+    with pytest.raises(NeurocompileError, match="a_dir.nir: exists and is a directory"):
+        write_nir(_edge_case_graph(), tmp_path / "a_dir.nir")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(NeurocompileError, match=r"a_file/x.nir: cannot be written \(Not a directory\)"):
+        write_nir(_edge_case_graph(), blocker / "x.nir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_dir.nir", "a_file"]
     graph = ir.Graph()
     graph.add("in/put", ir.Input((1, 2, 2), scale=1.0, max_value=1))
     graph.output = "in/put"
@@ -314,3 +320,88 @@ def test_loihi_neuron_is_approximated_in_units_of_64():
         golden.append(s)
     approx = _nir_lif_run(stock, a_in.astype(float))
     assert np.mean(approx == np.array(golden, dtype=bool)) > 0.95
+
+
+# --- the file format (2): compact arrays, nir.write's layout, format 1 still read ---------------
+
+def _stock_values(value):
+    """A ``nir.read`` graph as plain values (floats as float64: format 2 stores exact float32)."""
+    if isinstance(value, nir.NIRNode):
+        return _stock_values({"type": type(value).__name__, **value.__dict__})
+    if isinstance(value, dict):
+        return {k: _stock_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_stock_values(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return ("floats", value.shape, value.astype(np.float64).tobytes())
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    return value
+
+
+def test_the_file_has_nir_writes_layout(stages, tmp_path):
+    """Stock ``nir.read`` sees what it sees in ``nir.write``'s file of the same graph."""
+    graph = stages["integer"]
+    ours, theirs = tmp_path / "ours.nir", tmp_path / "theirs.nir"
+    write_nir(graph, ours)
+    nir.write(theirs, to_nir(graph))
+    assert _stock_values(nir.read(ours)) == _stock_values(nir.read(theirs))
+
+
+def test_arrays_are_stored_compact_and_read_back_in_their_dtype(stages, tmp_path):
+    graph = stages["integer"]
+    path = tmp_path / "int.nir"
+    write_nir(graph, path)
+    conv = next(n for n in graph if isinstance(n.op, ir.IntConv2d) and n.op.groups == 1)
+    lif = next(n for n in graph if isinstance(n.op, ir.LoihiLIF))
+    with h5py.File(path, "r") as f:
+        node = f[f"node/nodes/{conv.name}"]
+        stored = node["metadata/neurocompile/arrays/weight"].dtype  # the smallest exact int
+        assert stored.kind == "i" and stored.itemsize <= 2
+        if stored.itemsize == 2:
+            assert not -128 <= conv.op.weight.min() <= conv.op.weight.max() <= 127
+        assert node["weight"].dtype == np.float32  # W_q * 2**weight_exp, exact in float32
+        tau = f[f"node/nodes/{lif.name}/tau_mem"]  # one value per neuron, all equal: no data
+        assert tau.shape == _nir_shape(graph.shape(lif.name)) and tau.id.get_storage_size() == 0
+        assert np.all(tau[()] == to_nir(graph).nodes[lif.name].tau_mem)
+    back = read_nir(path)
+    assert back[conv.name].op.weight.dtype == conv.op.weight.dtype
+    assert np.array_equal(back[conv.name].op.weight, conv.op.weight)
+
+
+def _nir_shape(shape):
+    return tuple(reversed(shape)) if len(shape) == 2 else tuple(shape)
+
+
+def _as_format_1(graph: ir.Graph):
+    """The NIR graph format 1 wrote for ``graph``: no dtypes, the arrays as the ops hold them."""
+    stock = to_nir(graph)
+    stock.metadata["neurocompile"]["format_version"] = 1
+    for node in graph:
+        payload = stock.nodes[node.name].metadata["neurocompile"]
+        del payload["dtypes"]
+        payload["arrays"] = {k: v.reshape(-1) for k, v in node.op.arrays().items()}
+    return stock
+
+
+@pytest.mark.parametrize("graph", ["integer", "edge"])
+def test_format_1_files_are_still_read(stages, graph, tmp_path):
+    graph = _edge_case_graph() if graph == "edge" else stages[graph]
+    path = tmp_path / "v1.nir"
+    nir.write(path, _as_format_1(graph))  # format 1 was nir.write's file (gzip)
+    assert_same_graph(graph, read_nir(path))
+
+
+def test_unknown_format_version_and_a_lying_dtype_are_refused(tmp_path):
+    graph = _edge_case_graph()
+    stock = to_nir(graph)
+    stock.metadata["neurocompile"]["format_version"] = 3
+    with pytest.raises(NeurocompileError, match=r"format version 3 is not supported \(this "
+                                                r"neurocompile reads 1, 2\)"):
+        from_nir(stock)
+    stock = to_nir(graph)
+    payload = stock.nodes["iconv"].metadata["neurocompile"]
+    payload["dtypes"] = payload["dtypes"].replace("<i8", "|i1")
+    payload["arrays"]["weight"] = payload["arrays"]["weight"].astype(np.int64) * 100
+    with pytest.raises(NeurocompileError, match="'weight' holds values its dtype int8 cannot"):
+        from_nir(stock)
