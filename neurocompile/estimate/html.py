@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from html import escape
 
-from .report import (MAPPING_COLUMNS, _columns, _joules, _row, _summary, mapping_rows,
-                     other_energy, synapse_labels, verification_lines)
+from .report import (CORE_TABLE_COLUMNS, CORE_TABLE_TITLE, MAPPING_COLUMNS, _columns, _joules,
+                     _row, _summary, core_table_rows, mapping_rows, other_energy, synapse_labels,
+                     verification_lines)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;
@@ -129,6 +130,9 @@ def format_html(report: dict) -> str:
     if "mapping" in report:
         parts += ["<h2>Mapping per population</h2>",
                   _table(MAPPING_COLUMNS, mapping_rows(report), {0, 1, 4, 5, 6})]
+        if report["mapping"].get("core_table"):
+            parts += [f"<h2>Per core ({escape(CORE_TABLE_TITLE.split(' (', 1)[1][:-1])})</h2>",
+                      _table(CORE_TABLE_COLUMNS, core_table_rows(report), {0, 1})]
     if report.get("constants"):
         rows = "".join(
             f"<tr><td class=\"l\"><code>{escape(c['key'])}</code></td>"

@@ -470,6 +470,8 @@ def format_text(report: dict) -> str:
             f"{name} {_joules(value)}" for name, value in other.items()))
     if "mapping" in report:
         console.print(_mapping_table(report, box, Table))
+        if report["mapping"].get("core_table"):
+            console.print(_core_table(report, box, Table))
     console.print("Per sample. SOPs include attention ops and graded SOPs; the JSON report has "
                   "synapse names,\nanalytic (papers') counts, every constant with its source, "
                   "and the modelling notes.")
@@ -508,6 +510,32 @@ def mapping_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+#: the columns Intel's Loihi 2 compiler prints per layer (its "Synapses" is SynMem entries)
+CORE_TABLE_COLUMNS = ["layer", "allocation", "cores", "AxonIn", "Neurons", "Synapses", "AxonMap"]
+
+
+def core_table_rows(report: dict) -> list[list[str]]:
+    """One row per neurocore layer, the worst core of each (``mapping.core_table``)."""
+    return [[row["layer"], row["allocation"], f"{row['cores']:,}", f"{row['axon_in']:,}",
+             f"{row['neurons']:,}", f"{row['synmem_words']:,}" if row["synmem_words"] else "-",
+             f"{row['axon_map']:,}"] for row in report["mapping"].get("core_table", [])]
+
+
+CORE_TABLE_TITLE = ("per core, as Intel's Loihi 2 compiler prints it (worst core of each layer; "
+                    "Synapses = SynMem entries)")
+
+
+def _core_table(report: dict, box, Table):
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), title=CORE_TABLE_TITLE,
+                  title_justify="left")
+    for title in CORE_TABLE_COLUMNS:
+        table.add_column(title, justify="left" if title in ("layer", "allocation") else "right",
+                         overflow="fold")
+    for row in core_table_rows(report):
+        table.add_row(*row)
+    return table
+
+
 def _mapping_table(report: dict, box, Table):
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
                   title="mapping (split: channel chunks x position chunks [x input splits])"
@@ -543,6 +571,11 @@ def format_markdown(report: dict) -> str:
                   "| " + " | ".join(MAPPING_COLUMNS) + " |",
                   "|" + "|".join("---" for _ in MAPPING_COLUMNS) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in mapping_rows(report)]
+        if report["mapping"].get("core_table"):
+            lines += ["", f"{CORE_TABLE_TITLE[0].upper()}{CORE_TABLE_TITLE[1:]}:", "",
+                      "| " + " | ".join(CORE_TABLE_COLUMNS) + " |",
+                      "|---|---|" + "---:|" * (len(CORE_TABLE_COLUMNS) - 2)]
+            lines += ["| " + " | ".join(row) + " |" for row in core_table_rows(report)]
     if report.get("constants"):
         lines += ["", "## Constants used", "", "| constant | value | source | assumed |",
                   "|---|---:|---|---|"]

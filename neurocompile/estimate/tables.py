@@ -4,7 +4,7 @@
 layer's energy by term, then the energy outside the layers), ``energy_terms.csv`` (the totals by
 term), ``summary.csv`` (the report's headline figures), and when the report has them
 ``mapping.csv`` (one row per population: unit, cores, first core, chip, split, the limit that
-split it), ``constants.csv`` (key, value, source, assumed), ``verification.csv`` and
+split it), ``core_table.csv`` (Intel's per-core columns per layer), ``constants.csv`` (key, value, source, assumed), ``verification.csv`` and
 ``spike_raster.csv`` (layer, step, neuron of every spike of the raster's sample).
 """
 from __future__ import annotations
@@ -78,6 +78,12 @@ def _mapping(report: dict) -> list[list]:
     return rows
 
 
+def _core_table(report: dict) -> list[list]:
+    keys = ["layer", "allocation", "cores", "axon_in", "neurons", "synapses", "synmem_words",
+            "axon_map"]
+    return [keys, *[[_cell(row[k]) for k in keys] for row in report["mapping"]["core_table"]]]
+
+
 def _constants(report: dict) -> list[list]:
     return [["key", "value", "source", "assumption"],
             *[[c["key"], _cell(c.get("value")), c["source"], c["assumption"]]
@@ -104,6 +110,7 @@ TABLES = {
     "energy_per_layer": (_energy_per_layer, "layers"),
     "energy_terms": (_energy_terms, "energy_terms"),
     "mapping": (_mapping, "mapping"),
+    "core_table": (_core_table, "mapping"),
     "constants": (_constants, "constants"),
     "verification": (_verification, "verification"),
     "spike_raster": (_raster, "raster"),

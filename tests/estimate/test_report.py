@@ -243,3 +243,27 @@ def test_shipped_model(shipped, test_images):
     assert counts.layer("sps.stages.0.conv").first_layer
     assert counts.layer("blocks.0.attn.q_linear").graded_sops > 0  # residual sums are graded
     format_text(report)
+
+
+def test_intel_style_core_table_in_every_format(tiny, tmp_path):
+    import csv
+
+    from neurocompile.estimate.tables import write_csv
+
+    report = tiny_report(tiny)
+    rows = report["mapping"]["core_table"]
+    assert rows and all(row["cores"] >= 1 and row["neurons"] >= 1 for row in rows)
+    text, md, html = format_text(report), format_markdown(report), format_html(report)
+    for row in rows:
+        line = next(line for line in text.splitlines()[text.splitlines().index(
+            next(x for x in text.splitlines() if x.startswith("per core, as Intel"))):]
+            if line.split()[:1] == [row["layer"]])
+        assert line.split()[1:5] == [row["allocation"], f"{row['cores']:,}",
+                                     f"{row['axon_in']:,}", f"{row['neurons']:,}"]
+        assert f"| {row['layer']} | {row['allocation']} |" in md
+        assert f">{row['layer']}</td>" in html
+    write_csv(report, tmp_path)
+    with open(tmp_path / "core_table.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["layer"] for r in table] == [r["layer"] for r in rows]
+    assert [int(r["synmem_words"]) for r in table] == [r["synmem_words"] for r in rows]

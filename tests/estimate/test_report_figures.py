@@ -149,8 +149,8 @@ def test_csv_tables(full, tmp_path):
     _, _, report = full
     written = write_csv(report, tmp_path / "csv")
     assert sorted(p.stem for p in written) == sorted(
-        ["summary", "layers", "energy_per_layer", "energy_terms", "mapping", "constants",
-         "verification", "spike_raster"])
+        ["summary", "layers", "energy_per_layer", "energy_terms", "mapping", "core_table",
+         "constants", "verification", "spike_raster"])
     layers = _rows(tmp_path / "csv" / "layers.csv")
     assert [r["name"] for r in layers] == [layer["name"] for layer in report["layers"]]
     for row, layer in zip(layers, report["layers"]):
