@@ -97,26 +97,29 @@ def profile_run_int(checkpoint: str, model: str, batch: int, top: int = 20) -> s
 
 
 def _by_kernel(stats, graph) -> str:
-    """Cumulative time per interpreter kernel (i.e. per op type), and of recording."""
+    """Cumulative time per interpreter kernel (i.e. per op type); the rest is the loop itself,
+    which copies the recorded outputs into place."""
     from neurocompile.backends.reference import int_kernels
 
-    kernels = {(fn.__code__.co_filename, fn.__code__.co_firstlineno): (op.__name__, fn.__name__)
-               for op, fn in int_kernels.KERNELS.items()}
-    counts: dict[str, int] = {}
+    counts: dict[type, int] = {}
     for node in graph:
-        counts[type(node.op).__name__] = counts.get(type(node.op).__name__, 0) + 1
+        counts[type(node.op)] = counts.get(type(node.op), 0) + 1
+    kernels: dict[tuple, list] = {}  # one kernel may serve several op types (int_kernels.add)
+    for op, fn in int_kernels.KERNELS.items():
+        if op in counts:
+            key = (fn.__code__.co_filename, fn.__code__.co_firstlineno)
+            kernels.setdefault(key, [fn.__name__, []])[1].append(op)
     total = max(ct for (_, _, _, ct, _) in stats.stats.values())
     rows = []
-    for (filename, line, name), (_, calls, _, cumtime, callers) in stats.stats.items():
+    for (filename, line, _), (_, calls, _, cumtime, _) in stats.stats.items():
         if (filename, line) in kernels:
-            op, fn = kernels[(filename, line)]
-            rows.append([f"{op} ({fn})", str(counts.get(op, 0)), str(calls), cumtime])
-        elif name == "stack" and any(caller[2] == "<dictcomp>" for caller in callers):
-            rows.append(["recording: np.stack of every node's outputs", "-", str(calls),
-                         cumtime])
+            fn, ops = kernels[(filename, line)]
+            rows.append([f"{'/'.join(op.__name__ for op in ops)} ({fn})",
+                         str(sum(counts[op] for op in ops)), str(calls), cumtime])
     rows.sort(key=lambda r: -r[3])
     accounted = sum(r[3] for r in rows)
-    rows.append(["rest (interpreter loop, validation, ...)", "-", "-", total - accounted])
+    rows.append(["rest (interpreter loop, recording outputs, validation, ...)", "-", "-",
+                 total - accounted])
     table = C.table(["kernel (op type)", "nodes", "calls", "seconds", "share"],
                     [r[:3] + [f"{r[3]:.3f}", f"{r[3] / total:.0%}"] for r in rows])
     return f"time per kernel, one run_int call ({total:.2f} s under the profiler):\n{table}\n\n"

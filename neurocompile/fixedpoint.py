@@ -21,19 +21,35 @@ ACT_SHIFT = 6  # a_in << 6 and vth << 6
 STATE_BITS = 24
 STATE_HALF = 1 << (STATE_BITS - 1)
 V_LIMIT = STATE_HALF - 1
+#: every integer of smaller magnitude is a float32 (float64): integer sums below it are exact
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
 
 
 def decay(x: np.ndarray, d: int) -> np.ndarray:
     """Multiply by (4096 - d) / 4096, truncating toward zero, as Loihi's 12-bit decay does."""
+    return _decay_in_place(np.array(x, dtype=np.int64), d)
+
+
+def _decay_in_place(x: np.ndarray, d: int) -> np.ndarray:
+    """``decay`` of an int64 array, overwriting it."""
     if d <= 0:
-        return x.astype(np.int64)
+        return x
     if d >= DECAY_UNITY:
-        return np.zeros(np.shape(x), dtype=np.int64)
-    prod = x.astype(np.int64) * (DECAY_UNITY - d)
-    # truncation toward zero: a floor shift after adding 4095 to the negative products
-    prod += (prod >> 63) & (DECAY_UNITY - 1)
-    prod >>= DECAY_SHIFT
-    return prod
+        x.fill(0)
+        return x
+    keep = DECAY_UNITY - d
+    shift = DECAY_SHIFT
+    if keep & (keep - 1) == 0:  # a power of two (tau = 2: d = 2048): a shift alone
+        shift -= keep.bit_length() - 1
+    else:
+        x *= keep
+    # truncation toward zero: a floor shift after adding 2**shift - 1 to the negative products
+    negative = x >> 63
+    negative &= (1 << shift) - 1
+    x += negative
+    x >>= shift
+    return x
 
 
 def wrap_current(u: np.ndarray) -> np.ndarray:
@@ -58,10 +74,25 @@ def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, *, du: int, dv: int
     ``bias`` is the effective bias (mantissa already shifted by its exponent), broadcast against v.
     A spike resets v to 0, or subtracts ``vsub`` from it when ``vsub > 0`` (soft reset).
     """
-    u = decay(u, du + 1)
-    u += a_in.astype(np.int64) << ACT_SHIFT
-    u = wrap_current(u)
-    v = decay(v, dv)
+    u, v, spikes = lif_update(np.array(u, dtype=np.int64), np.array(v, dtype=np.int64), a_in,
+                              du=du, dv=dv, bias=bias, vth=vth, vsub=vsub)
+    return u, v, spikes.astype(np.int64)
+
+
+def lif_update(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, *, du: int, dv: int,
+               bias: np.ndarray, vth: int, vsub: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``lif_step`` overwriting the int64 states u and v (for whole batches: no copies).
+    Returns (u, v, spikes) with boolean spikes; v is a new float array if ``bias`` is real."""
+    if du + 1 >= DECAY_UNITY:  # the current decays fully: u = a_in << 6
+        np.left_shift(a_in, ACT_SHIFT, out=u, dtype=np.int64, casting="unsafe")
+    else:
+        _decay_in_place(u, du + 1)
+        u += np.left_shift(a_in, ACT_SHIFT, dtype=np.int64, casting="unsafe")
+    wrapped = wrap_current(u)
+    if wrapped is not u:
+        u[...] = wrapped
+    _decay_in_place(v, dv)
     v += u
     if np.asarray(bias).dtype.kind in "iu":
         v += bias
@@ -71,16 +102,23 @@ def lif_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, *, du: int, dv: int
         np.clip(v, -V_LIMIT, V_LIMIT, out=v)
     spikes = v > (np.int64(vth) << ACT_SHIFT)
     if vsub:
-        v -= spikes * np.int64(vsub)
+        np.subtract(v, vsub, out=v, where=spikes)
+    elif v.dtype.kind == "i":
+        v *= ~spikes  # the reset v = 0 (a multiply streams faster than a masked store)
     else:
         v[spikes] = 0
-    return u, v, spikes.astype(np.int64)
+    return u, v, spikes
 
 
-def shift_accumulated(acc: np.ndarray, weight_exp: int) -> np.ndarray:
-    """Dense's weight exponent: a left shift, or an arithmetic (floor) right shift."""
-    acc = acc.astype(np.int64)
-    return acc << weight_exp if weight_exp >= 0 else acc >> -weight_exp
+def shift_accumulated(acc: np.ndarray, weight_exp: int, *, in_place: bool = False) -> np.ndarray:
+    """Dense's weight exponent: a left shift, or an arithmetic (floor) right shift. ``in_place``
+    shifts an int64 ``acc`` itself instead of a copy."""
+    if not in_place:
+        acc = acc.astype(np.int64)
+    if weight_exp:
+        np.left_shift(acc, weight_exp, out=acc) if weight_exp > 0 else \
+            np.right_shift(acc, -weight_exp, out=acc)
+    return acc
 
 
 def mixed_sign_weight(k: np.ndarray) -> np.ndarray:
@@ -93,21 +131,29 @@ def ssa_product(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int) -> np.n
 
     q, k, v: (..., N, C) integer spike counts (0/1), C split into ``heads`` groups of d = C/heads.
     Returns (..., N, C) int64. The largest value is N * d (every spike present).
+
+    Computed as ``Q (K^T V)`` (equal in integers; d x d instead of N x N per head) with float
+    matrix products where they are exact: every partial sum lies within ``N d max|q| max|k|
+    max|v|``, so below 2**24 float32 (2**53 float64) sums it without rounding, in any order.
     """
     *lead, n, c = q.shape
-    d = c // heads
-    qh = q.reshape(*lead, n, heads, d).swapaxes(-3, -2).astype(np.int64)
-    kh = k.reshape(*lead, n, heads, d).swapaxes(-3, -2).astype(np.int64)
-    vh = v.reshape(*lead, n, heads, d).swapaxes(-3, -2).astype(np.int64)
-    attn = qh @ kh.swapaxes(-1, -2)  # (..., heads, N, N), values 0..d
-    out = attn @ vh  # (..., heads, N, d)
-    return out.swapaxes(-3, -2).reshape(*lead, n, c)
+    bound = n * (c // heads) * peak(q) * peak(k) * peak(v)
+    dtype = np.float32 if bound < FLOAT32_EXACT else np.float64 if bound < FLOAT64_EXACT \
+        else np.int64
+    qh, kh, vh = (split_heads(x, heads, dtype) for x in (q, k, v))
+    out = qh @ (kh.swapaxes(-1, -2) @ vh)  # (..., heads, N, d)
+    return merge_heads(out).astype(np.int64)
 
 
-def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
-    """(..., N, C) -> (..., heads, N, C / heads) int64: channel group h is head h."""
+def peak(x: np.ndarray) -> int:
+    """max |x| of an integer array, as a Python int (0 if empty)."""
+    return max(int(x.max(initial=0)), -int(x.min(initial=0)))
+
+
+def split_heads(x: np.ndarray, heads: int, dtype=np.int64) -> np.ndarray:
+    """(..., N, C) -> (..., heads, N, C / heads) in ``dtype``: channel group h is head h."""
     *lead, n, c = x.shape
-    return x.reshape(*lead, n, heads, c // heads).swapaxes(-3, -2).astype(np.int64)
+    return x.reshape(*lead, n, heads, c // heads).swapaxes(-3, -2).astype(dtype)
 
 
 def merge_heads(x: np.ndarray) -> np.ndarray:
@@ -212,16 +258,29 @@ def nsad_attention_map(q: np.ndarray, k: np.ndarray, heads: int, table: np.ndarr
     return table[np.arange(heads)[:, None, None], scores]
 
 
-def max_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
+def max_pool(x: np.ndarray, kernel: int, stride: int, padding: int,
+             pad_value=None) -> np.ndarray:
     """Max over each ``kernel`` x ``kernel`` window of the last two axes (..., H, W), exact for any
-    integers; padded positions never win (torch's ``max_pool2d``)."""
-    h, w = x.shape[-2:]
-    low = np.iinfo(np.int64).min if x.dtype.kind in "iu" else -np.inf
-    padded = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2, constant_values=low)
+    integers; padded positions never win (torch's ``max_pool2d``), or hold ``pad_value``.
+
+    Taken separably (rows, then columns) with the two window axes first, so that every strided
+    maximum runs over long contiguous rows (the leading axes)."""
+    *lead, h, w = x.shape
     out_h, out_w = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    if pad_value is None:
+        pad_value = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+    planes = np.moveaxis(x.reshape(-1, h, w), 0, -1)  # (H, W, planes)
+    padded = np.full((h + 2 * padding, w + 2 * padding, planes.shape[-1]), pad_value, x.dtype)
+    padded[padding:padding + h, padding:padding + w] = planes
+    rows = _window_max(padded, kernel, stride, out_w, axis=1)
+    pooled = _window_max(rows, kernel, stride, out_h, axis=0)  # (out_h, out_w, planes)
+    return np.ascontiguousarray(np.moveaxis(pooled, -1, 0)).reshape(*lead, out_h, out_w)
+
+
+def _window_max(x: np.ndarray, kernel: int, stride: int, size: int, axis: int) -> np.ndarray:
+    """Max over windows of ``kernel`` along ``axis`` (0 or 1), window i starting at i * stride."""
     result = None
     for a in range(kernel):
-        for b in range(kernel):
-            window = padded[..., a:a + stride * out_h:stride, b:b + stride * out_w:stride]
-            result = window if result is None else np.maximum(result, window)
+        window = x[a:a + stride * size:stride] if axis == 0 else x[:, a:a + stride * size:stride]
+        result = window.copy() if result is None else np.maximum(result, window, out=result)
     return result

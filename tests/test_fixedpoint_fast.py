@@ -1,5 +1,6 @@
-"""The optimised Loihi 2 LIF step (in-place, shortcuts for no decay / full decay, range checks
-before wrapping and clipping) equals the rules written out plainly, bit for bit."""
+"""The optimised Loihi 2 LIF step (in-place, shortcuts for no decay / full decay / a power-of-two
+decay, range checks before wrapping and clipping) equals the rules written out plainly, bit for
+bit."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,8 @@ currents = st.integers(-(1 << 18), 1 << 18)  # beyond any proven bound: wraps an
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(states, states, currents), min_size=1, max_size=40),
-       st.sampled_from([0, 1, 410, 2047, 4094, 4095]), st.sampled_from([0, 1, 410, 4095]),
+       st.sampled_from([0, 1, 410, 2047, 4094, 4095]),
+       st.sampled_from([0, 1, 410, 2048, 3072, 4095]),
        st.integers(-(1 << 15), 1 << 15), st.integers(0, 1 << 17), st.sampled_from([0, 64, 4096]),
        st.integers(1, 4))
 def test_lif_step_equals_the_rules_written_out(cells, du, dv, bias, vth, vsub, steps):
@@ -49,7 +51,7 @@ def test_lif_step_equals_the_rules_written_out(cells, du, dv, bias, vth, vsub, s
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=30),
-       st.integers(0, 4096))
+       st.one_of(st.integers(0, 4096), st.sampled_from([2048, 3072, 3584, 4094])))
 def test_decay_truncates_toward_zero(values, d):
     x = np.array(values, dtype=np.int64)
     assert np.array_equal(fixedpoint.decay(x, d), plain_decay(x, d))
@@ -61,3 +63,18 @@ def test_inputs_are_not_modified():
     for du, dv in ((4095, 0), (0, 4095), (10, 20)):
         fixedpoint.lif_step(u, v, a, du=du, dv=dv, bias=np.array([1, 2, 3]), vth=0, vsub=0)
         assert all(np.array_equal(x, y) for x, y in zip((u, v, a), before))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(states, states, st.integers(-128, 127)), min_size=1, max_size=40),
+       st.sampled_from([0, 2047, 4095]), st.sampled_from([0, 2048, 410]), st.integers(0, 1 << 10))
+def test_lif_update_overwrites_the_states_as_lif_step_returns_them(cells, du, dv, vth):
+    """The batch kernel's in-place form, fed a narrow (int8) current, equals ``lif_step``."""
+    u0, v0, a = (np.array(c, dtype=np.int64) for c in zip(*cells))
+    want = fixedpoint.lif_step(u0, v0, a, du=du, dv=dv, bias=np.int64(3), vth=vth, vsub=0)
+    u, v = u0.copy(), v0.copy()
+    got_u, got_v, spikes = fixedpoint.lif_update(u, v, a.astype(np.int8), du=du, dv=dv,
+                                                 bias=np.int64(3), vth=vth, vsub=0)
+    assert got_u is u and got_v is v and spikes.dtype == np.bool_
+    for got, expected in zip((got_u, got_v, spikes), want):
+        assert np.array_equal(got, expected)

@@ -48,21 +48,40 @@ def readout(op, xs, state, t):
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, stride: int | tuple[int, int],
-           padding: int | tuple[int, int], groups: int, dtype=np.float64) -> np.ndarray:
+           padding: int | tuple[int, int], groups: int, dtype=np.float64,
+           buffers: dict | None = None) -> np.ndarray:
     """Cross-correlation; stride and padding one int or (h, w) pairs. float64 (exact for integer
-    data below 2**53) goes through torch's convolution; float32 through im2col (``unfold``, a
-    copy) and a matrix product, which sums integers exactly whenever every partial sum stays
-    below 2**24 (torch's float32 convolutions may pick Winograd / FFT algorithms (NNPACK), whose
-    transforms round)."""
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
-    wt = torch.from_numpy(np.ascontiguousarray(weight, dtype=dtype))
+    data below 2**53) goes through torch's convolution; float32 through im2col (a copy) and a
+    matrix product, which sums integers exactly whenever every partial sum stays below 2**24
+    (torch's float32 convolutions may pick Winograd / FFT algorithms (NNPACK), whose transforms
+    round). One group takes channels-last columns (long contiguous copies) and returns a
+    channels-last view; several take ``unfold``. ``buffers`` (a dict kept between calls of the
+    same shapes, e.g. the time steps of one node) keeps the column arrays: allocating them anew
+    every step costs fresh pages."""
     if dtype == np.float64:
+        xt, wt = (torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)) for a in (x, weight))
         return F.conv2d(xt, wt, stride=stride, padding=padding, groups=groups).numpy()
-    out, per_group, kh, kw = wt.shape
-    batch, _, h, w = xt.shape
+    out, per_group, kh, kw = weight.shape
+    batch, channels, h, w = x.shape
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if groups == 1:
+        buffers = {} if buffers is None else buffers
+        shapes = ((batch, h + 2 * ph, w + 2 * pw, channels), (batch, oh, ow, kh, kw, channels))
+        if buffers.get("shapes") != shapes or buffers["padded"].dtype != dtype:
+            buffers.update(shapes=shapes, padded=np.zeros(shapes[0], dtype),  # borders stay 0
+                           cols=np.empty(shapes[1], dtype))
+        padded, cols = buffers["padded"], buffers["cols"]
+        padded[:, ph:ph + h, pw:pw + w] = x.transpose(0, 2, 3, 1)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, :, :, i, j] = padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw]
+        kernels = weight.transpose(2, 3, 1, 0).reshape(kh * kw * channels, out).astype(dtype)
+        y = cols.reshape(batch * oh * ow, -1) @ kernels
+        return y.reshape(batch, oh, ow, out).transpose(0, 3, 1, 2)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
+    wt = torch.from_numpy(np.ascontiguousarray(weight, dtype=dtype))
     cols = F.unfold(xt, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # (B, C*kh*kw, L)
     cols = cols.reshape(batch, groups, per_group * kh * kw, oh * ow)
     kernels = wt.reshape(groups, out // groups, per_group * kh * kw)

@@ -48,7 +48,7 @@ def _run(graph: Graph, images: np.ndarray, steps: int, kernels: dict[type, Kerne
     record = set(graph.nodes) if record is None else set(record)
     batch = images.shape[0]
     states: dict[str, dict] = {name: {} for name in graph.nodes}
-    recorded: dict[str, list[np.ndarray]] = {name: [] for name in record}
+    recorded: dict[str, np.ndarray] = {}  # (batch, steps, *shape), allocated at step 0
     logits = None
     delays = [node for node in graph if isinstance(node.op, Delay)]
     previous = {node.name: np.zeros((batch,) + node.op.shape, images.dtype) for node in delays}
@@ -66,18 +66,26 @@ def _run(graph: Graph, images: np.ndarray, steps: int, kernels: dict[type, Kerne
                                      f"has no kernel for {type(node.op).__name__}")
                 inputs = [values[i] for i in node.inputs] if node.inputs else [images]
                 values[node.name] = kernel(node.op, inputs, states[node.name], t)
-            if node.name in recorded:
+            if node.name in record:
                 value = values[node.name]
-                if spike_dtype is not None and node.op.spiking:
-                    value = value.astype(spike_dtype)  # 0/1: a byte each, not eight
-                recorded[node.name].append(value)
+                if node.name not in recorded:
+                    recorded[node.name] = np.empty((batch, steps) + value.shape[1:],
+                                                   _record_dtype(node.op, value, spike_dtype))
+                recorded[node.name][:, t] = value
         logits = values[graph.output]
         previous = {node.name: values[node.op.source].astype(images.dtype) for node in delays}
         del values
     if not isinstance(graph[graph.output].op, Readout):
         raise GraphError("the graph output must be a Readout")
-    outputs = {name: np.stack(frames, axis=1) for name, frames in recorded.items() if frames}
-    return Trace(outputs, logits.reshape(batch, -1))
+    return Trace(recorded, logits.reshape(batch, -1))
+
+
+def _record_dtype(op, value: np.ndarray, spike_dtype):
+    """Spikes as ``spike_dtype`` (0/1: a byte each, not eight); other integer values as int64,
+    whatever narrower type a kernel carries them in."""
+    if spike_dtype is not None and op.spiking:
+        return spike_dtype
+    return np.int64 if value.dtype.kind in "biu" else value.dtype
 
 
 def run_float(graph: Graph, images: np.ndarray, steps: int,
