@@ -127,8 +127,11 @@ def _manifest(compiled, files: dict[str, str]) -> dict:
 
 
 def write_bundle(compiled, out: str | Path) -> Path:
-    """Write ``compiled`` (a ``compiler.Compiled``) to the directory ``out`` atomically."""
-    out = Path(out)
+    """Write ``compiled`` (a ``compiler.Compiled``) to the directory ``out`` atomically (a
+    symbolic link to a directory is followed: the directory it names is replaced, the link
+    stays)."""
+    given = Path(out)
+    out = Path(os.path.realpath(given)) if given.is_symlink() else given
     if out.exists() and not out.is_dir():
         raise NeurocompileError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
@@ -154,7 +157,7 @@ def write_bundle(compiled, out: str | Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return given
 
 
 def _replace_dir(new: Path, out: Path) -> None:

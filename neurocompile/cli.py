@@ -28,7 +28,7 @@ def _console(stderr: bool = True):
 @contextmanager
 def _progress(total: int, description: str, enabled: bool):
     """A rich progress bar on stderr; yields an ``update(done)`` callback."""
-    if not enabled:
+    if not (enabled and sys.stderr.isatty()):  # else rich leaves blank lines in logs
         yield lambda done: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -45,7 +45,7 @@ def _shard_progress(total: int, description: str, enabled: bool):
     callback. It draws only when called (no refresh thread) and under ``FORK_LOCK``: the shards'
     threads fork their children meanwhile, and a child must not inherit a half-written
     terminal."""
-    if not enabled:
+    if not (enabled and sys.stderr.isatty()):
         yield lambda done: None
         return
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn,
@@ -69,7 +69,7 @@ def _shard_progress(total: int, description: str, enabled: bool):
 
 @contextmanager
 def _status(message: str, enabled: bool):
-    if not enabled:
+    if not (enabled and sys.stderr.isatty()):  # else rich leaves blank lines in logs
         yield
         return
     with _console().status(message):
@@ -370,11 +370,9 @@ def cmd_report(args) -> None:
     else:
         text = format_text(report)
     if args.output:
-        try:
-            Path(args.output).write_text(text + "\n")
-        except OSError as exc:
-            raise NeurocompileError(f"{args.output}: cannot write the report "
-                                    f"({exc.strerror or exc})") from exc
+        from .backends.files import write_text_atomic
+
+        write_text_atomic(args.output, text + "\n", "report")
     else:
         print(text)
 
@@ -796,7 +794,65 @@ def _one_line(show):
     return showwarning
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwound like Ctrl-C, so that every ``finally`` runs (a Lava
+    run's process group is killed and its temporary directory removed, a half-written export is
+    removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate_like_ctrl_c(signum: int, frame) -> None:
+    import signal
+
+    for other in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up
+        signal.signal(other, signal.SIG_IGN)
+    raise _Terminated(signum)
+
+
+@contextmanager
+def _termination_signals_unwind():
+    """While the command runs, SIGTERM and SIGHUP raise :class:`_Terminated` (unless they are
+    ignored, as under nohup, or already handled by whoever called ``main``)."""
+    import signal
+    import threading
+
+    taken = {}
+    if threading.current_thread() is threading.main_thread():  # else signal() cannot be set
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                taken[signum] = signal.signal(signum, _terminate_like_ctrl_c)
+    try:
+        yield
+    finally:
+        for signum, previous in taken.items():
+            signal.signal(signum, previous)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """One line and the shell's exit code for a command ended by Ctrl-C, SIGTERM or SIGHUP."""
+    import signal
+
+    signum = exc.signum if isinstance(exc, _Terminated) else signal.SIGINT
+    try:
+        print("neurocompile: interrupted" if signum == signal.SIGINT else
+              f"neurocompile: terminated by {signal.Signals(signum).name}", file=sys.stderr)
+    except OSError:  # SIGHUP: the terminal may be gone
+        pass
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _termination_signals_unwind():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:  # while the arguments were parsed
+            return _interrupted(exc)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -809,9 +865,8 @@ def main(argv: list[str] | None = None) -> int:
     except NeurocompileError as exc:
         print(f"neurocompile: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("neurocompile: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP
+        return _interrupted(exc)
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         from .backends.lava.runtime import LavaError
 

@@ -34,7 +34,11 @@ def test_simulate_reference(bundle, capsys):
 def test_report_json_fields(bundle, capsys):
     data = _json(capsys, ["report", str(bundle), "--samples", "20", "--format", "json"])
     assert {"total_sops", "energy_joules", "layers", "energy_model"} <= set(data)
-    assert data["energy_joules"] == pytest.approx(data["total_sops"] * 77e-15)
+    assert data["energy_model"] == "loihi2"  # the calibrated default, with its interval
+    low, high = data["energy_interval_joules"]
+    assert low < data["energy_joules"] < high
+    assert data["energy_by_model"]["sop77"]["energy_joules"] == pytest.approx(
+        data["total_sops"] * 77e-15)
     for layer in data["layers"]:
         assert {"name", "sops", "firing_rate"} <= set(layer)
 

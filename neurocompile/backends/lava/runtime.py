@@ -10,8 +10,12 @@ actor processes. Two tools here contain that:
     and in every other case kills the whole group with SIGKILL and raises a :class:`LavaError`:
     :class:`LavaRunError` if ``fn`` raised (or the child died), :class:`LavaTimeoutError` if the
     time limit passed. Lava's actor processes are descendants of the child, hence in its group, so
-    nothing survives the call. Results come back through a temporary pickle file (no pipe-size
-    limits; several MB of arrays are fine).
+    nothing survives the call. Results come back through a pickle file (no pipe-size limits;
+    several MB of arrays are fine) in a temporary directory private to the run, which also holds
+    every temporary file of the child and of Lava (``TMPDIR``, multiprocessing's ``pymp-*``) and is
+    removed when the call ends. A run that runs out of memory in any of its threads (a
+    ``MemoryError``, a thread that cannot start) fails at once with :class:`LavaRunError` instead
+    of deadlocking until its time limit.
 
 ``record(net_procs, probes, num_steps, chunk=256)``
     builds the runtime for a network, taps every probed OutPort with a stock
@@ -43,7 +47,11 @@ Other Lava 0.10 traps handled here:
 * shared-memory segments of a killed run are unlinked by a resource tracker private to the child
   and living outside its process group;
 * a child whose caller dies (SIGKILL, a Ray worker cancelled by force) kills its own process
-  group: a thread of the child watches its parent pid.
+  group and removes the run's temporary directory: a thread of the child watches its parent pid
+  (every 0.1 s);
+* Lava's actors do not report an exception raised in a thread other than their main one (the run
+  then waits forever): the child and the actors it forks note running out of memory in any thread
+  in a file of the run's directory, which the caller polls.
 
 Several threads may call ``run_isolated`` at once (``neurocompile.sharding`` runs one shard per
 thread). A fork copies only the calling thread, so a lock another thread holds at that moment
@@ -55,9 +63,11 @@ early from another thread (the group is killed, :class:`LavaCancelledError` is r
 """
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import pickle
+import shutil
 import signal
 import sys
 import tempfile
@@ -107,6 +117,9 @@ class LavaCancelledError(LavaError):
 #: held while a child is forked: no two threads fork at once (see the module docstring)
 FORK_LOCK = threading.Lock()
 
+#: the child's pickled result, in the run's directory
+_RESULT_FILE = "result.pkl"
+
 
 # --------------------------------------------------------------------------------------------------
 # run_isolated
@@ -127,9 +140,10 @@ def _use_private_resource_tracker() -> None:
     Lava's SharedMemoryManager creates shared-memory segments that the resource tracker unlinks if
     their creator dies. The tracker is started here, before ``os.setsid``, so it stays outside the
     process group that a timeout kills: it then sees its writers vanish and unlinks the leaked
-    segments at once (its "leaked shared_memory objects" warning is silenced). Without this the
-    tracker would either be the caller's (cleaning up only when the caller exits) or be started
-    inside the killed group (leaking /dev/shm segments for good).
+    segments at once. Without this the tracker would either be the caller's (cleaning up only when
+    the caller exits) or be started inside the killed group (leaking /dev/shm segments for good).
+    Its stderr is /dev/null: all it could print is an expected "leaked shared_memory objects"
+    warning, or a traceback after a run short of memory lost a registration.
     """
     from multiprocessing import resource_tracker as rt
 
@@ -139,9 +153,14 @@ def _use_private_resource_tracker() -> None:
     rt.register = tracker.register
     rt.unregister = tracker.unregister
     rt.getfd = tracker.getfd
-    # The tracker inherits sys.warnoptions: silence its expected "leaked shared_memory" warning.
-    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
-    tracker.ensure_running()
+    stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        tracker.ensure_running()
+    finally:
+        os.dup2(stderr, 2)
+        os.close(stderr)
+        os.close(devnull)
 
 
 _LAVA_MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
@@ -165,35 +184,112 @@ def _import_lava_multiprocessing() -> None:
         pass
 
 
-def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
-    """Kill this process group as soon as ``parent`` (the caller of ``run_isolated``) is gone.
+def _watch_parent(parent: int, run_dir: str, poll_s: float = 0.1) -> None:
+    """End this run as soon as ``parent`` (the caller of ``run_isolated``) is gone.
 
     The group left the caller's with ``setsid``, so nothing else would end it if the caller were
     killed (a Ray worker cancelled by force, a SIGKILLed command): a deadlocked Lava run would
-    stay for good. A daemon thread of the child; it only sleeps and reads the parent pid.
+    stay for good. A daemon thread of the child; it only sleeps and reads the parent pid. Once the
+    parent is gone it kills the rest of the group, removes the run's directory (which the parent
+    can no longer do), then kills the group, itself included.
     """
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+        group, me = os.getpgrp(), os.getpid()
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            others = [pid for pid in group_members(group) if pid != me]
+            if not others:
+                break
+            for pid in others:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.005)
+        for _ in range(10):  # a file created meanwhile fails the directory's removal
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not os.path.exists(run_dir):
+                break
+        os.killpg(group, signal.SIGKILL)
 
     threading.Thread(target=watch, name="lava-isolated-watch-parent", daemon=True).start()
 
 
-def _child_main(path: str, fn: Callable, args: tuple, kwargs: dict, parent: int) -> None:
+#: name of the file, in a run's directory, where its processes note that they ran out of memory
+_EXHAUSTED_NOTE = "out-of-memory"
+
+
+def _is_exhaustion(exc: BaseException | None) -> bool:
+    """Did ``exc`` come from running out of memory (or of room for a thread's stack)?"""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
+
+
+def _note_exhaustion_in(run_dir: str) -> None:
+    """Make a thread that dies of memory exhaustion, in this process or in any process it forks
+    (Lava's actors), leave a note in ``run_dir`` for the caller instead of a traceback."""
+    note = os.path.join(run_dir, _EXHAUSTED_NOTE)
+    thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
+
+    def leave_note(exc: BaseException) -> None:
+        try:  # no allocation beyond the message: memory is short
+            fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, f"{_one_line(exc)}\n".encode())
+            finally:
+                os.close(fd)
+        except BaseException:  # noqa: BLE001 - the caller still has the time limit
+            pass
+
+    def on_thread_exception(args) -> None:
+        if _is_exhaustion(args.exc_value):
+            leave_note(args.exc_value)
+        else:
+            thread_hook(args)
+
+    def on_unraisable(info) -> None:  # a thread that failed to start reports here
+        if _is_exhaustion(info.exc_value):
+            leave_note(info.exc_value)
+        else:
+            unraisable_hook(info)
+
+    threading.excepthook = on_thread_exception
+    sys.unraisablehook = on_unraisable
+
+
+def _use_run_dir(run_dir: str) -> None:
+    """Create every temporary file of this (child) process and of its descendants in ``run_dir``:
+    the parent removes it whatever happens, while the child itself never cleans up (``_exit``)."""
+    os.environ["TMPDIR"] = run_dir
+    tempfile.tempdir = run_dir
+    # multiprocessing's per-process directory (else a pymp-* one, or the parent's, which a forked
+    # child inherits) for the sockets of Lava's managers: run_dir itself keeps their paths short
+    # (at most 107 bytes)
+    multiprocessing.current_process()._config["tempdir"] = run_dir
+
+
+def _child_main(run_dir: str, fn: Callable, args: tuple, kwargs: dict, parent: int) -> None:
     code = 0
+    path = os.path.join(run_dir, _RESULT_FILE)
     try:
         try:
-            _use_private_resource_tracker()
-        except Exception:  # pragma: no cover - the run can still go on without it
-            pass
-        _import_lava_multiprocessing()
-        try:
-            os.setsid()
-        except OSError:  # pragma: no cover - already a group leader
-            pass
-        _watch_parent(parent)
-        try:
+            _use_run_dir(run_dir)
+            _note_exhaustion_in(run_dir)
+            try:
+                _use_private_resource_tracker()
+            except Exception:  # pragma: no cover - the run can still go on without it
+                pass
+            _import_lava_multiprocessing()
+            try:
+                os.setsid()
+            except OSError:  # pragma: no cover - already a group leader
+                pass
+            _watch_parent(parent, run_dir)
             payload: tuple = ("ok", fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
             code = 1
@@ -201,8 +297,11 @@ def _child_main(path: str, fn: Callable, args: tuple, kwargs: dict, parent: int)
             inner = getattr(exc, "traceback_text", "")
             if inner:
                 tb = f"{tb}\n{inner}"
+            message = _one_line(exc)
+            if _is_exhaustion(exc):
+                message = f"the Lava run ran out of memory ({message})"
             payload = ("err", type(exc).__name__ if not isinstance(exc, LavaRunError)
-                       else (exc.exc_type or "LavaRunError"), _one_line(exc), tb)
+                       else (exc.exc_type or "LavaRunError"), message, tb)
         try:
             with open(path, "wb") as fh:
                 pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
@@ -216,6 +315,8 @@ def _child_main(path: str, fn: Callable, args: tuple, kwargs: dict, parent: int)
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            if os.getppid() != parent:  # the watcher cleans up, then kills this process
+                time.sleep(30)
         finally:
             # Never run atexit handlers / multiprocessing finalizers: they join Lava's actor
             # processes and hang when a runtime was not stopped. The parent kills the group.
@@ -263,9 +364,10 @@ def _kill_group(pgid: int, *, wait_s: float = 5.0) -> None:
         time.sleep(0.005)
 
 
-def _wait_exit(proc, timeout_s: float, cancel_event: threading.Event | None = None) -> None:
-    """Wait until the child exits, ``timeout_s`` passes or ``cancel_event`` is set, by polling
-    ``waitpid``.
+def _wait_exit(proc, timeout_s: float, cancel_event: threading.Event | None = None,
+               exhausted_note: str | None = None) -> None:
+    """Wait until the child exits, ``timeout_s`` passes, ``cancel_event`` is set or the file
+    ``exhausted_note`` appears, by polling ``waitpid``.
 
     ``proc.join(timeout)`` is not usable: it waits on a sentinel pipe that the child's own children
     (Lava's actors) inherit, so after a failed Lava run it only returns at the timeout.
@@ -275,6 +377,8 @@ def _wait_exit(proc, timeout_s: float, cancel_event: threading.Event | None = No
     while proc.exitcode is None:
         left = deadline - time.monotonic()
         if left <= 0 or (cancel_event is not None and cancel_event.is_set()):
+            return
+        if exhausted_note is not None and os.path.exists(exhausted_note):
             return
         time.sleep(min(pause, left))
         pause = min(pause * 1.5, 0.02)
@@ -287,28 +391,36 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float,
     The child is forked (so ``fn`` may be a lambda or a closure over Lava processes) and calls
     ``os.setsid``: it and every process it starts (Lava's actors, its shared-memory manager) form
     one process group, which is SIGKILLed when the call ends whatever happened. ``fn``'s result must
-    be picklable.
+    be picklable. The child's temporary files (``TMPDIR`` points there) go into a directory of the
+    run (``nc-lava-*``) that is removed when the call ends.
 
     Raises :class:`LavaRunError` (one-line message, ``.traceback_text`` has the child's traceback)
-    if ``fn`` raised or the child died, :class:`LavaTimeoutError` if ``timeout_s`` seconds passed,
+    if ``fn`` raised, the child died or a thread of the run ran out of memory (``exc_type``
+    ``"MemoryError"``), :class:`LavaTimeoutError` if ``timeout_s`` seconds passed,
     :class:`LavaCancelledError` if another thread set ``cancel_event`` first. Safe to call from
     several threads at once (the forks are serialised by :data:`FORK_LOCK`).
     """
     if timeout_s is None or timeout_s <= 0:
         raise ValueError(f"run_isolated needs a positive timeout_s, got {timeout_s!r}")
     ctx = multiprocessing.get_context("fork")
-    fd, path = tempfile.mkstemp(prefix="neurocompile-lava-", suffix=".pkl")
-    os.close(fd)
-    proc = ctx.Process(target=_child_main, args=(path, fn, args, kwargs, os.getpid()),
-                       name=f"lava-isolated-{getattr(fn, '__name__', 'fn')}", daemon=False)
-    pgid = None
+    pgid = run_dir = proc = None
     try:
+        run_dir = tempfile.mkdtemp(prefix="nc-lava-")
+        path = os.path.join(run_dir, _RESULT_FILE)
+        exhausted_note = os.path.join(run_dir, _EXHAUSTED_NOTE)
+        proc = ctx.Process(target=_child_main, args=(run_dir, fn, args, kwargs, os.getpid()),
+                           name=f"lava-isolated-{getattr(fn, '__name__', 'fn')}", daemon=False)
         with FORK_LOCK:
             proc.start()
         pgid = proc.pid
-        _wait_exit(proc, timeout_s, cancel_event)
+        _wait_exit(proc, timeout_s, cancel_event, exhausted_note)
         if proc.exitcode is None and cancel_event is not None and cancel_event.is_set():
             raise LavaCancelledError("the Lava run was cancelled and killed")
+        if proc.exitcode is None and os.path.exists(exhausted_note):
+            with open(exhausted_note, errors="replace") as fh:
+                first = fh.readline().strip()
+            raise LavaRunError(f"the Lava run ran out of memory ({first}) and was killed",
+                               exc_type="MemoryError")
         if proc.exitcode is None:
             raise LavaTimeoutError(
                 f"Lava run exceeded its time limit of {timeout_s:g} s and was killed",
@@ -337,12 +449,11 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float,
                     pass
             _kill_group(pgid)
             proc.join(5.0)
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
         try:
-            os.unlink(path)
-        except OSError:
-            pass
-        try:
-            proc.close()
+            if proc is not None:
+                proc.close()
         except ValueError:  # pragma: no cover - still running after SIGKILL: leave it
             pass
 
@@ -377,7 +488,9 @@ def _actor_failure(runtime) -> LavaRunError | None:
             exc_info = None
         if exc_info:
             exc, tb = exc_info
-            return LavaRunError(f"a Lava ProcessModel raised {_one_line(exc)}",
+            what = (f"ran out of memory ({_one_line(exc)})" if _is_exhaustion(exc)
+                    else f"raised {_one_line(exc)}")
+            return LavaRunError(f"a Lava ProcessModel {what}",
                                 traceback_text=str(tb), exc_type=type(exc).__name__)
     for actor in actors:
         try:
