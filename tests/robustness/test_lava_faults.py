@@ -11,6 +11,8 @@ import uuid
 
 import pytest
 
+from leftovers import marked_processes
+
 from neurocompile.bundle import write_bundle
 
 
@@ -19,28 +21,9 @@ def shipped_bundle(shipped, tmp_path_factory):
     return write_bundle(shipped, tmp_path_factory.mktemp("lava_faults") / "bundle")
 
 
-def _marked_processes(marker: str) -> list[int]:
-    """Live processes (any descendant of the run: they inherit its environment) with ``marker``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                if marker.encode() not in fh.read():
-                    continue
-            with open(f"/proc/{name}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2:].split()[0] != "Z":
-            found.append(int(name))
-    return found
-
-
 def _wait_no_marked_processes(marker: str, timeout: float = 15.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (left := _marked_processes(marker)) and time.monotonic() < deadline:
+    while (left := marked_processes(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 
