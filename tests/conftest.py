@@ -7,6 +7,16 @@ import torch
 
 from neurocompile.datasets import digits_split
 
+TORCH_THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Tests that train pin torch to one thread for speed; the next test gets the default back."""
+    yield
+    if torch.get_num_threads() != TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
+
 
 def random_spikformer(seed: int = 0, **config):
     """A random Spikformer whose BatchNorms have non-trivial statistics (so folding matters)

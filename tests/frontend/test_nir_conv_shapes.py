@@ -158,9 +158,14 @@ def test_report_maps_and_counts_it(compiled, tmp_path, capsys):
     assert layer["synapse"] == "conv" and layer["sops"] == pytest.approx(sops / len(frames))
     population = next(p for p in report["mapping"]["populations"] if p["name"] == "lif")
     assert population["kind"] == "conv" and population["neurons"] == 4 * 5 * 7
-    # per core: its 4 output channels read 1 input channel per group, whole 10 x 9 image
-    assert population["max_axons_per_core"] == 2 * H * W
-    assert population["synaptic_bytes"] == OUT * (C // GROUPS) * KERNEL[0] * KERNEL[1]
+    # one full-height strip; input-axon entries as Intel's conv cores show: one per x-stride
+    # phase (axon-encoded weight sharing), not one per input element
+    assert population["per_core"]["allocation"] == "strips" and population["cores"] == 1
+    assert population["max_axons_per_core"] == STRIDE[1]
+    # SynMem: one synapse list per input channel and tap, its group's 2 output channels' 8-bit
+    # weights packed into one 64-bit word
+    assert population["per_core"]["synmem_words"] == C * KERNEL[0] * KERNEL[1]
+    assert population["synaptic_bytes"] == C * KERNEL[0] * KERNEL[1] * 64 // 8
     assert main(["report", str(bundle), "--input", str(tmp_path / "x.npy")]) == 0
     assert "lif" in capsys.readouterr().out
 
